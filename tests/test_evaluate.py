@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from tvcore.evaluate import (Accuracy, classification_metrics, cluster_design_effect, mcnemar_exact,
+from tvcore.errors import DatasetError
+from tvcore.evaluate import (Accuracy, run_classifier, classification_metrics, cluster_design_effect, mcnemar_exact,
                              paired_change, wilson_interval)
 
 
@@ -147,3 +149,34 @@ def test_paired_change_counts_discordant_images_and_their_design_effect():
 
 def test_design_effect_is_one_for_single_image_cases():
     assert cluster_design_effect(np.array([1, 0, 1, 1, 0]), 1) == pytest.approx(1.0)
+
+
+class _Linear(torch.nn.Module):
+    def forward(self, x):
+        return torch.stack([x.sum(1), -x.sum(1), x[:, 0]], dim=1)
+
+
+def _batches(x: torch.Tensor, y: torch.Tensor, size: int):
+    return [(x[i:i + size], y[i:i + size]) for i in range(0, len(x), size)]
+
+
+@pytest.mark.parametrize("sized", [True, False])
+def test_run_classifier_returns_every_row_in_loader_order(sized):
+    """Sized from the loader (a DataLoader's dataset) or grown as batches come, the
+    result is what running the whole split at once gives."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(2500, 4, generator=g), torch.randint(0, 3, (2500,), generator=g)
+    batches = _batches(x, y, 64)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=64) if sized else batches
+    labels, preds = run_classifier(_Linear(), loader)
+    _, logits = run_classifier(_Linear(), loader, logits=True)
+    whole = _Linear()(x)
+    assert labels.tolist() == y.tolist()
+    assert preds.tolist() == whole.argmax(1).tolist()
+    assert logits.dtype == np.float32 and logits.shape == (2500, 3)
+    np.testing.assert_allclose(logits, whole.numpy(), rtol=1e-6, atol=1e-5)
+
+
+def test_run_classifier_names_an_empty_loader():
+    with pytest.raises(DatasetError, match="no batches"):
+        run_classifier(_Linear(), [])

@@ -268,19 +268,70 @@ def paired_change(correct_a, correct_b, cases=None) -> dict:
             "design_effect": deff}
 
 
+def _sample_count(loader) -> int | None:
+    """How many samples ``loader`` yields, where it can say without being iterated."""
+    n = getattr(loader, "num_samples", None)
+    if n is None:
+        try:
+            n = len(loader.dataset)
+        except (AttributeError, TypeError):
+            return None
+    return int(n)
+
+
+class _Rows:
+    """Rows appended batch by batch into one growing NumPy array.
+
+    Keeping one small tensor per batch until the end (and concatenating) interleaves
+    thousands of long-lived small blocks with each batch's large, freed activations,
+    and the heap fragments: a process's memory then grows with the split though
+    nothing is leaked. One buffer, sized from the loader's sample count (or doubled
+    when it fills), keeps the memory of a pass flat.
+    """
+
+    def __init__(self, capacity: int | None, width: tuple[int, ...], dtype):
+        self.width, self.dtype = width, dtype
+        self.data = np.empty((capacity or 1024, *width), dtype=dtype)
+        self.n = 0
+
+    def add(self, rows: torch.Tensor) -> None:
+        k = len(rows)
+        if self.n + k > len(self.data):
+            grown = np.empty((max(2 * len(self.data), self.n + k), *self.width), dtype=self.dtype)
+            grown[:self.n] = self.data[:self.n]
+            self.data = grown
+        self.data[self.n:self.n + k] = rows.numpy()
+        self.n += k
+
+    def result(self) -> np.ndarray:
+        return self.data[:self.n] if self.n < len(self.data) else self.data
+
+
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader, device: str | torch.device = "cpu",
-            progress: bool = False, desc: str = "eval") -> tuple[np.ndarray, np.ndarray]:
-    """Run a classifier over a loader of ``(images, labels)``; return (labels, predictions)."""
+def run_classifier(model: torch.nn.Module, loader, device: str | torch.device = "cpu", *, logits: bool = False,
+                   progress: bool = False, desc: str = "eval") -> tuple[np.ndarray, np.ndarray]:
+    """Run a classifier over a loader of ``(images, labels)``; return (labels,
+    predicted classes), or (labels, float32 logits) with ``logits``."""
     from tqdm.auto import tqdm
 
     model.eval()
-    all_labels, all_preds = [], []
+    n = _sample_count(loader)
+    labels_out, out = _Rows(n, (), np.int64), None
     for images, labels in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        logits = model(images.to(device, non_blocking=True))
-        all_preds.append(logits.argmax(dim=-1).cpu())
-        all_labels.append(labels.cpu())
-    return torch.cat(all_labels).numpy(), torch.cat(all_preds).numpy()
+        scores = model(images.to(device, non_blocking=True))
+        if out is None:
+            out = _Rows(n, tuple(scores.shape[1:]), np.float32) if logits else _Rows(n, (), np.int64)
+        out.add(scores.float().cpu() if logits else scores.argmax(dim=-1).cpu())
+        labels_out.add(labels.cpu().long())
+    if out is None:
+        raise DatasetError("the loader yielded no batches: nothing to evaluate")
+    return labels_out.result(), out.result()
+
+
+def predict(model: torch.nn.Module, loader, device: str | torch.device = "cpu",
+            progress: bool = False, desc: str = "eval") -> tuple[np.ndarray, np.ndarray]:
+    """Run a classifier over a loader of ``(images, labels)``; return (labels, predictions)."""
+    return run_classifier(model, loader, device, progress=progress, desc=desc)
 
 
 def evaluate(model: torch.nn.Module, loader, class_names: Sequence[str],

@@ -13,7 +13,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from .evaluate import ClassificationMetrics, classification_metrics, predict
+from .evaluate import ClassificationMetrics, classification_metrics, predict, run_classifier
 from .models import ImageClassifier
 from .tasks import TaskPool
 from .vectors import TaskVector
@@ -48,15 +48,10 @@ class Evaluator:
         """Labels and predictions of the encoder, as it is now, on a split."""
         return predict(self.classifier(task_name), self.tasks.batches(task_name, split), self.device)
 
-    @torch.no_grad()
     def scores(self, task_name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
         """Labels and logits (float32, on the CPU) of the encoder, as it is now."""
-        model = self.classifier(task_name).eval()
-        labels, logits = [], []
-        for images, y in self.tasks.batches(task_name, split):
-            logits.append(model(images).float().cpu())
-            labels.append(y.cpu())
-        return torch.cat(labels).numpy(), torch.cat(logits).numpy()
+        return run_classifier(self.classifier(task_name), self.tasks.batches(task_name, split), self.device,
+                              logits=True)
 
     def metrics(self, task_name: str, split: str, labels, preds) -> ClassificationMetrics:
         """Metrics of predictions on a split; intervals by case where a case has several images."""

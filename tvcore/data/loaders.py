@@ -54,6 +54,11 @@ class EvalLoader:
     def __len__(self) -> int:
         return len(self._batches)
 
+    @property
+    def num_samples(self) -> int:
+        """Images per pass (``len`` counts batches, as a DataLoader's does)."""
+        return len(self.cache)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for pixels, labels in self.raw():
             yield self.cache.pixels.normalize(pixels), labels
