@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ import torch
 from tvcore import data
 from tvcore.data import Sample, Split, SplitDataset
 from tvcore.data.cache import PixelCache, PixelTransform, cache_key
-from tvcore.data.loaders import AugmentedTrain, default_workers, eval_loader, train_dataset
+from tvcore.data.loaders import AugmentedTrain, EvalLoader, default_workers, eval_loader, train_dataset
 from tvcore.errors import DatasetError
 from tvcore.finetune import Recipe, finetune
 from tvcore.models import classifier
@@ -195,6 +196,23 @@ def test_eval_batches_are_the_same_with_0_and_2_workers(split, tiny_model, tmp_p
     assert len(zero) == len(two) == -(-len(split) // 64)
     for (xa, ya), (xb, yb) in zip(zero, two):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_a_pass_reads_every_row_once_in_order_and_can_stop_early(split, tiny_model, tmp_path):
+    """The reader thread runs ahead of the model; batches still come in split order,
+    every row once, and a pass broken off (as a failing evaluation would) leaves
+    nothing running: the next pass starts from the first batch."""
+    loader = eval_loader(split, tiny_model.preprocess_val, cache_dir=tmp_path, batch_size=7)
+    assert len(loader) > EvalLoader.PREFETCH + 1 and loader.num_samples == len(split)
+    batches = list(loader.raw())
+    assert [len(y) for _, y in batches] == [min(7, len(split) - i) for i in range(0, len(split), 7)]
+    assert torch.equal(torch.cat([x for x, _ in batches]), loader.cache.rows(0, len(split)))
+    assert torch.cat([y for _, y in batches]).tolist() == list(split.labels)
+    for i, _ in enumerate(loader.raw()):
+        if i == 1:
+            break
+    assert torch.equal(next(iter(loader.raw()))[0], batches[0][0])
+    assert not [t for t in threading.enumerate() if t.name.startswith("tvcore-read")]
 
 
 def test_a_transform_the_cache_cannot_split_is_refused(split, tmp_path):

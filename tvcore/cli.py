@@ -252,8 +252,9 @@ def add_run_options(add) -> None:
     """The options ``tvcore run`` shares with the pytest plugin; ``add`` is an
     ``add_argument`` (argparse) or ``addoption`` (pytest)."""
     add("--workers", type=int, default=None, metavar="N",
-        help="DataLoader worker processes for fine-tuning and evaluation; 0 loads in the main process "
-             "(default: automatic)")
+        help="DataLoader worker processes that decode images (building the pixel cache, augmented "
+             "fine-tuning); 0 decodes in the main process (default: automatic). Cached pixels are always "
+             "read in the main process")
     add("--pool", default=None, metavar="DIR", help="folder of fine-tuned weights shared between runs")
     add("--fresh", action="store_true", default=False, help="ignore fine-tuned weights already in the pool")
     add("--finetuned", default=None, metavar="DIR",
@@ -351,7 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", choices=["train", "val", "test"])
     ev.add_argument("--data-root", default=os.environ.get("TVCORE_DATA"))
     ev.add_argument("--device", default="cpu")
-    ev.add_argument("--workers", type=int, default=None)
+    ev.add_argument("--workers", type=int, default=None, metavar="N",
+                    help="processes that decode images into the pixel cache; 0: the main process")
     ev.add_argument("--results-dir", default="results")
     ev.add_argument("--name", help="the record's case name (default eval-<task>-<split>)")
     ev.add_argument("--quiet", action="store_true")

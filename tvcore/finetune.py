@@ -4,7 +4,8 @@ The default recipe is the task-arithmetic paper's (AdamW, lr 1e-5, weight decay
 0.1, batch 128, 2000 steps, linear warm-up then cosine, gradient-norm clip 1.0);
 ``RECIPES["birads-seed"]`` is the BI-RADS experiment's (5 epochs, batch 16).
 
-Batches come from a DataLoader with ``workers`` processes. Runs are
+Batches come from a DataLoader, with ``workers`` processes where items are
+decoded (cached pixels are read in the main process). Runs are
 reproducible: the data order of every epoch is a function of (seed, epoch), each
 sample's augmentation of (seed, step, index) (see :mod:`tvcore.data.loaders`),
 and the model's own RNG of (seed, step), so a run resumed from a checkpoint gives
@@ -194,7 +195,8 @@ def finetune(model: ImageClassifier, train_data: torch.utils.data.Dataset, recip
     """Fine-tune ``model.image_encoder`` in place on ``train_data``: a dataset from
     :func:`tvcore.data.loaders.train_dataset`, or any dataset of
     ``(image_tensor, label)``; the head stays frozen. ``workers`` DataLoader
-    processes prepare the batches.
+    processes prepare the batches where items are decoded (a dataset whose
+    ``decodes`` is False, cached pixels, is read in this process).
 
     With ``checkpoint_dir``, a checkpoint is written every ``checkpoint_every`` steps
     and at the end, and a run finding one there resumes from it. ``stop_after`` ends
@@ -233,7 +235,7 @@ def finetune(model: ImageClassifier, train_data: torch.utils.data.Dataset, recip
     on_device = data.device_transform or (lambda images: images)
     # A generator of its own: the loader's base seed must not draw from the global RNG.
     loader = torch.utils.data.DataLoader(data, batch_sampler=StepBatches(n, recipe, start, end, rank, world),
-                                         num_workers=workers, pin_memory=device.type == "cuda",
+                                         num_workers=workers if data.decodes else 0, pin_memory=device.type == "cuda",
                                          generator=torch.Generator())
     t0 = time.perf_counter()
     bar = tqdm(range(start, end), desc=desc, disable=not progress or rank != 0, initial=start, total=total)
