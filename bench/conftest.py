@@ -3,12 +3,73 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
 _SPEED = pytest.StashKey[dict]()
+_REBUILD = pytest.StashKey[tuple]()
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def pytest_addoption(parser):
+    parser.addoption("--rebuild-checkpoint", action="store_true", default=False,
+                     help="also rebuild the embedded checkpoint with its own script (one thread, about 80 s) "
+                          "and check it against the committed one")
+
+
+def pytest_collection_finish(session):
+    """With ``--rebuild-checkpoint``, the embedded checkpoint's rebuild starts in its
+    own process as soon as a selected test needs it, and runs beside the tests
+    before it; the ``rebuilt_tiny`` fixture waits for it."""
+    if not session.config.getoption("rebuild_checkpoint"):
+        return
+    if not any("rebuilt_tiny" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    folder = Path(tempfile.mkdtemp(prefix="tvcore-rebuild-"))
+    out, log = folder / "tvcore-tiny-digits.safetensors", open(folder / "log.txt", "w")
+    proc = subprocess.Popen([sys.executable, str(FIXTURES / "pretrain_tiny.py"), "--out", str(out)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    session.config.stash[_REBUILD] = (proc, out, folder, log)
+
+
+def pytest_sessionfinish(session):
+    started = session.config.stash.get(_REBUILD, None)
+    if started:
+        proc, _, folder, log = started
+        if proc.poll() is None:  # the session ended (or was interrupted) before it was needed
+            proc.kill()
+            proc.wait()
+        log.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def rebuilt_tiny(pytestconfig, tmp_path_factory) -> Path:
+    """The embedded checkpoint rebuilt by its own script: the run started at
+    collection, or one made here when none was started."""
+    if not pytestconfig.getoption("rebuild_checkpoint"):
+        pytest.skip("rebuilding the embedded checkpoint takes about 80 s on one core: run with "
+                    "--rebuild-checkpoint (CI does)")
+    started = pytestconfig.stash.get(_REBUILD, None)
+    if started is None:
+        from fixtures.pretrain_tiny import CHECKPOINT, pretrain
+
+        out = tmp_path_factory.mktemp("tiny") / CHECKPOINT.name
+        pretrain(out, progress=False)
+        return out
+    proc, out, folder, log = started
+    code = proc.wait(timeout=1800)
+    log.flush()
+    if code != 0:
+        pytest.fail(f"rebuilding the embedded checkpoint failed (exit {code}):\n"
+                    + (folder / "log.txt").read_text()[-3000:])
+    return out
 
 
 def vit_b32_image_encoder_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -41,18 +102,13 @@ def _data_path_summary(tr, table: dict) -> None:
     from tabulate import tabulate
 
     mib = 2**20
-    rss = table.get("data_path_rss")
-    if rss:
-        runs = ", ".join(f"{int(n):,} images: {r['peak_rss_bytes'] / mib:.0f} MiB peak RSS "
-                         f"(cache {r['cache_bytes'] / mib:.0f} MiB)" for n, r in rss["runs"].items())
-        tr.write_line(f"evaluation data path at {rss['image_size']} px: {runs}; difference "
-                      f"{rss['difference_bytes'] / mib:.0f} MiB (idle interpreter with torch: "
-                      f"{rss['idle_bytes'] / mib:.0f} MiB)")
     ev = table.get("tvcore_eval_rss")
     if ev:
-        runs = ", ".join(f"{int(n):,} images: {b / mib:.0f} MiB" for n, b in ev["runs"].items())
-        tr.write_line(f"tvcore eval (224-px stand-in model) peak RSS: {runs}; difference "
-                      f"{ev['difference_bytes'] / mib:.0f} MiB")
+        runs = ", ".join(f"{int(n):,} images: {r['peak_rss_bytes'] / mib:.0f} MiB (cache {r['cache_bytes'] / mib:.0f} "
+                         "MiB)" for n, r in ev["runs"].items())
+        tr.write_line(f"tvcore eval at {ev['image_size']} px (stand-in model, workers 0) peak RSS: {runs}; "
+                      f"difference {ev['difference_bytes'] / mib:.0f} MiB (idle interpreter with torch: "
+                      f"{ev['idle_bytes'] / mib:.0f} MiB)")
     gpu = table.get("gpu")
     if gpu:
         for mode, g in gpu.items():
@@ -64,7 +120,7 @@ def _data_path_summary(tr, table: dict) -> None:
                  f"{r['cached_normalized_img_s']:.0f}", f"{r['cached_over_first']:.1f}x",
                  f"{r['cache_bytes_per_image']:.0f}"]
                 for source, info in tp.items() for workers, r in info.items() if isinstance(r, dict)]
-        tr.write_line(tabulate(rows, headers=["source", "images", "workers", "first pass img/s",
+        tr.write_line(tabulate(rows, headers=["source", "images", "decode workers", "first pass img/s",
                                               "cached img/s (uint8)", "cached + normalize on CPU img/s",
                                               "cached / first", "cache bytes/image"], tablefmt="github"))
 

@@ -3,19 +3,18 @@
     python bench/rss_probe.py idle
     python bench/rss_probe.py stream OUT FILE...
     python bench/rss_probe.py reference OUT FILE...
-    python bench/rss_probe.py eval IMAGE_DIR CACHE_DIR N SIZE
     python bench/rss_probe.py tvcore-eval DATA_ROOT RESULTS_DIR ARCH
 
-``eval`` runs the evaluation data path over the first N images of IMAGE_DIR at
-SIZE px: the pixel cache is built (first pass), then every batch is read back and
-normalized (an evaluation pass); no model runs. ``tvcore-eval`` runs the command
-``tvcore eval MNIST`` on DATA_ROOT (generic layout) with the architecture ARCH
-(random init), model and all, and reports the record's image count.
+``tvcore-eval`` runs the command ``tvcore eval MNIST`` on DATA_ROOT (generic
+layout) with the architecture ARCH (random init), model and all: the split is
+decoded into the pixel cache under ``TVCORE_CACHE``, read back, normalized and
+evaluated. It reports the record's image count and the bytes of the cache entry.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 from pathlib import Path
@@ -37,29 +36,9 @@ def main(argv: list[str]) -> None:
     elif mode == "tvcore-eval":
         print(json.dumps({"mode": mode, **tvcore_eval(Path(rest[0]), Path(rest[1]), rest[2])}))
         return
-    elif mode == "eval":
-        print(json.dumps({"mode": mode, **eval_pass(Path(rest[0]), Path(rest[1]), int(rest[2]), int(rest[3]))}))
-        return
     elif mode != "idle":
         raise SystemExit(f"unknown mode {mode!r}")
     print(json.dumps({"mode": mode, "peak_rss_bytes": peak_rss_bytes()}))
-
-
-def eval_pass(image_dir: Path, cache_dir: Path, n: int, size: int) -> dict:
-    import open_clip
-
-    from tvcore.data import Sample, Split
-    from tvcore.data.loaders import eval_loader
-
-    files = sorted(image_dir.iterdir())[:n]
-    split = Split("test", [Sample(str(f), i % 10, f.stem, f.name) for i, f in enumerate(files)])
-    loader = eval_loader(split, open_clip.image_transform(size, is_train=False), cache_dir=cache_dir)
-    seen, checksum = 0, 0.0
-    for images, labels in loader:
-        seen += len(labels)
-        checksum += float(images[:, :, size // 2, size // 2].sum())  # every batch is really produced
-    return {"images": seen, "cache_bytes": loader.cache.nbytes, "checksum": checksum,
-            "peak_rss_bytes": peak_rss_bytes()}
 
 
 def tvcore_eval(data_root: Path, results_dir: Path, arch: str) -> dict:
@@ -70,7 +49,10 @@ def tvcore_eval(data_root: Path, results_dir: Path, arch: str) -> dict:
     if code != 0:
         raise SystemExit(f"tvcore eval exited {code}")
     record = json.loads((results_dir / "rss.json").read_text())
-    return {"images": record["metrics"]["test.overall"]["total"], "peak_rss_bytes": peak_rss_bytes()}
+    cache = Path(os.environ["TVCORE_CACHE"]) / "pixels" if os.environ.get("TVCORE_CACHE") else None
+    cache_bytes = sum(f.stat().st_size for f in cache.glob("*.u8")) if cache else None
+    return {"images": record["metrics"]["test.overall"]["total"], "cache_bytes": cache_bytes,
+            "peak_rss_bytes": peak_rss_bytes()}
 
 
 def peak_rss_bytes() -> int:

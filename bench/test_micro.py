@@ -88,17 +88,6 @@ def test_tiny_checkpoint_matches_its_manifest():
 
 
 @pytest.fixture(scope="session")
-def rebuilt_tiny(tmp_path_factory) -> Path:
-    """The embedded checkpoint rebuilt once per session by its own script (about
-    80 s on one core)."""
-    from fixtures.pretrain_tiny import CHECKPOINT, pretrain
-
-    out = tmp_path_factory.mktemp("tiny") / CHECKPOINT.name
-    pretrain(out, progress=False)
-    return out
-
-
-@pytest.fixture(scope="session")
 def short_builds(tmp_path_factory) -> tuple[Path, Path]:
     """Two rebuilds of a few steps each, on this machine: equal bytes, a far worse model."""
     from fixtures.pretrain_tiny import SETTINGS, pretrain

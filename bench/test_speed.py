@@ -193,7 +193,8 @@ def test_sum_of_8_and_apply(benchmark, impl, vectors, references, files, vit_b32
 def test_streaming_merge_of_8(benchmark, impl, files, vectors, speed_table):
     out = files["dir"] / f"merged-{impl}"
     if impl == "reference":
-        benchmark(reference_merge_files, files["pt"], out.with_suffix(".pt"))
+        # Several seconds a call (it loads eight models whole): timed once, not in rounds.
+        benchmark.pedantic(reference_merge_files, (files["pt"], out.with_suffix(".pt")), rounds=1, iterations=1)
         merged = torch.load(out.with_suffix(".pt"), weights_only=True)
     else:
         benchmark(merge_files, files["safetensors"], out.with_suffix(".safetensors"))
@@ -203,20 +204,27 @@ def test_streaming_merge_of_8(benchmark, impl, files, vectors, speed_table):
     torch.testing.assert_close(merged[key], sum(v[key] for v in vectors))
 
 
-def peak_rss(mode: str, *args) -> int:
+def peak_rss(*runs: tuple) -> list[int]:
+    """The peak RSS of each probe run, ``(mode, *args)``; the runs go at once, each in
+    its own process (a peak RSS is per process)."""
     probe = Path(__file__).resolve().parent / "rss_probe.py"
-    out = subprocess.run([sys.executable, str(probe), mode, *map(str, args)], capture_output=True, text=True,
-                         check=True, timeout=600)
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_bytes"]
+    procs = [subprocess.Popen([sys.executable, str(probe), *map(str, run)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for run in runs]
+    peaks = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+        peaks.append(json.loads(out.strip().splitlines()[-1])["peak_rss_bytes"])
+    return peaks
 
 
 def test_peak_rss_of_streaming_merge(files, vectors, speed_table):
     """Peak RSS of merging 8 vector files, each mode in a fresh process, beside the
     same process doing nothing but importing torch."""
     nbytes = model_bytes(vectors[0].state_dict())
-    idle = peak_rss("idle")
-    stream = peak_rss("stream", files["dir"] / "rss-stream.safetensors", *files["safetensors"])
-    reference = peak_rss("reference", files["dir"] / "rss-ref.pt", *files["pt"])
+    idle, stream, reference = peak_rss(("idle",),
+                                       ("stream", files["dir"] / "rss-stream.safetensors", *files["safetensors"]),
+                                       ("reference", files["dir"] / "rss-ref.pt", *files["pt"]))
     speed_table["peak_rss"] = {
         "model_bytes": nbytes, "idle_bytes": idle, "stream_bytes": stream, "reference_bytes": reference,
         "stream_x_model": stream / nbytes, "reference_x_model": reference / nbytes,
