@@ -19,7 +19,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 def pytest_addoption(parser):
     parser.addoption("--rebuild-checkpoint", action="store_true", default=False,
-                     help="also rebuild the embedded checkpoint with its own script (one thread, about 80 s) "
+                     help="also rebuild the embedded checkpoint with its own script (one thread, 80-120 s) "
                           "and check it against the committed one")
 
 
@@ -54,7 +54,7 @@ def rebuilt_tiny(pytestconfig, tmp_path_factory) -> Path:
     """The embedded checkpoint rebuilt by its own script: the run started at
     collection, or one made here when none was started."""
     if not pytestconfig.getoption("rebuild_checkpoint"):
-        pytest.skip("rebuilding the embedded checkpoint takes about 80 s on one core: run with "
+        pytest.skip("rebuilding the embedded checkpoint takes 80-120 s on one core: run with "
                     "--rebuild-checkpoint (CI does)")
     started = pytestconfig.stash.get(_REBUILD, None)
     if started is None:

@@ -190,7 +190,7 @@ def test_a_temp_file_left_by_a_dead_writer_is_not_read(split, tiny_model, tmp_pa
     assert torch.allclose(images, full_transform(split, tiny_model.preprocess_val), rtol=0, atol=1e-6)
 
 
-def test_eval_batches_are_the_same_with_0_and_2_workers(split, tiny_model, tmp_path):
+def test_eval_batches_are_the_same_whether_0_or_2_workers_built_the_cache(split, tiny_model, tmp_path):
     zero = list(eval_loader(split, tiny_model.preprocess_val, cache_dir=tmp_path, batch_size=64, workers=0))
     two = list(eval_loader(split, tiny_model.preprocess_val, cache_dir=tmp_path / "w2", batch_size=64, workers=2))
     assert len(zero) == len(two) == -(-len(split) // 64)
