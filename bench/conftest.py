@@ -32,40 +32,32 @@ def pytest_collection_finish(session):
     if not any("rebuilt_tiny" in getattr(item, "fixturenames", ()) for item in session.items):
         return
     folder = Path(tempfile.mkdtemp(prefix="tvcore-rebuild-"))
-    out, log = folder / "tvcore-tiny-digits.safetensors", open(folder / "log.txt", "w")
-    proc = subprocess.Popen([sys.executable, str(FIXTURES / "pretrain_tiny.py"), "--out", str(out)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    session.config.stash[_REBUILD] = (proc, out, folder, log)
+    out = folder / "tvcore-tiny-digits.safetensors"
+    with open(folder / "log.txt", "w") as log:  # the child writes to its own copy of the descriptor
+        proc = subprocess.Popen([sys.executable, str(FIXTURES / "pretrain_tiny.py"), "--out", str(out)],
+                                stdout=log, stderr=subprocess.STDOUT)
+    session.config.stash[_REBUILD] = (proc, out, folder)
 
 
 def pytest_sessionfinish(session):
     started = session.config.stash.get(_REBUILD, None)
     if started:
-        proc, _, folder, log = started
+        proc, _, folder = started
         if proc.poll() is None:  # the session ended (or was interrupted) before it was needed
             proc.kill()
             proc.wait()
-        log.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def rebuilt_tiny(pytestconfig, tmp_path_factory) -> Path:
-    """The embedded checkpoint rebuilt by its own script: the run started at
-    collection, or one made here when none was started."""
+def rebuilt_tiny(pytestconfig) -> Path:
+    """The embedded checkpoint rebuilt by its own script, in the process started at
+    collection (``pytest_collection_finish``)."""
     if not pytestconfig.getoption("rebuild_checkpoint"):
         pytest.skip("rebuilding the embedded checkpoint takes 80-120 s on one core: run with "
                     "--rebuild-checkpoint (CI does)")
-    started = pytestconfig.stash.get(_REBUILD, None)
-    if started is None:
-        from fixtures.pretrain_tiny import CHECKPOINT, pretrain
-
-        out = tmp_path_factory.mktemp("tiny") / CHECKPOINT.name
-        pretrain(out, progress=False)
-        return out
-    proc, out, folder, log = started
+    proc, out, folder = pytestconfig.stash[_REBUILD]
     code = proc.wait(timeout=1800)
-    log.flush()
     if code != 0:
         pytest.fail(f"rebuilding the embedded checkpoint failed (exit {code}):\n"
                     + (folder / "log.txt").read_text()[-3000:])

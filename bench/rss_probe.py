@@ -9,6 +9,8 @@
 layout) with the architecture ARCH (random init), model and all: the split is
 decoded into the pixel cache under ``TVCORE_CACHE``, read back, normalized and
 evaluated. It reports the record's image count and the bytes of the cache entry.
+
+The bench calls :func:`run` to start several probes at once.
 """
 
 from __future__ import annotations
@@ -16,8 +18,24 @@ from __future__ import annotations
 import json
 import os
 import resource
+import subprocess
 import sys
 from pathlib import Path
+
+
+def run(*probes: tuple[tuple, dict | None]) -> list[dict]:
+    """Run probes at once, each in its own process (a peak RSS is per process), and
+    return what each printed. ``probes`` are ``(args, env)`` pairs: the mode and its
+    arguments, and variables added to this process's environment (or None)."""
+    procs = [subprocess.Popen([sys.executable, __file__, *map(str, args)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+             for args, env in probes]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
 
 
 def main(argv: list[str]) -> None:

@@ -6,8 +6,8 @@
   32-px PNGs on disk that the model's eval transform upscales, so the cache holds
   full 224-px rows (150,528 bytes each: 3 GB for 20,000) while the sources stay
   small.
-* Throughput of the data path alone, in images/s, with 0 and 2 workers: the first
-  pass (decode, resize, crop, write the cache) and a cached pass (read uint8
+* Throughput of the data path alone, in images/s, with 0 and 2 decode workers: the
+  first pass (decode, resize, crop, write the cache) and a cached pass (read uint8
   batches; and, separately, read and normalize them on the CPU, which on a GPU is
   the device's work). Two kinds of source: 32-px PNGs (digit-sized, cheap to
   decode) and 400x400 JPEGs (the size of a photo in the paper's natural-image tasks).
@@ -19,9 +19,6 @@ assertions are on memory (a difference of sizes measured in this run), never on 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -33,13 +30,14 @@ from PIL import Image
 from tvcore.data import Sample, Split
 from tvcore.data.loaders import eval_loader
 
+import rss_probe
+
 pytestmark = pytest.mark.speed
 
 SIZE = 224
 RSS_COUNTS = (2_000, 20_000)
 RSS_BUDGET = 300 * 2**20  # the larger evaluation may use at most this much more memory
 SOURCES = {"32px-png": (32, "png", 1_000), "400px-jpeg": (400, "jpg", 400)}  # side, format, images
-PROBE = Path(__file__).resolve().parent / "rss_probe.py"
 
 
 def write_images(folder: Path, n: int, side: int, fmt: str, seed: int = 0) -> list[Path]:
@@ -82,22 +80,6 @@ def mnist_tree(root: Path, sources: list[Path], n: int) -> Path:
     return root
 
 
-def probes(*runs: tuple) -> list[dict]:
-    """Several probes at once, each in its own process (a peak RSS is per process):
-    ``runs`` are ``(args, env)`` pairs."""
-    import os
-
-    procs = [subprocess.Popen([sys.executable, str(PROBE), *map(str, args)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
-             for args, env in runs]
-    results = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err[-3000:]
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    return results
-
-
 def test_peak_rss_of_tvcore_eval_does_not_grow_with_the_split(png_sources, tmp_path_factory, speed_table):
     """The command itself, model and all (the 224-px stand-in architecture, random
     init, workers 0), each size in a fresh process with an empty pixel cache: the
@@ -107,7 +89,7 @@ def test_peak_rss_of_tvcore_eval_does_not_grow_with_the_split(png_sources, tmp_p
     runs = [(("tvcore-eval", mnist_tree(tmp_path_factory.mktemp(f"mnist_{n}"), png_sources, n),
               tmp_path_factory.mktemp(f"eval_results_{n}"), STAND_IN.arch),
              {"TVCORE_CACHE": str(tmp_path_factory.mktemp(f"eval_cache_{n}"))}) for n in RSS_COUNTS]
-    *measured, idle = probes(*runs, (("idle",), None))
+    *measured, idle = rss_probe.run(*runs, (("idle",), None))
     runs, idle = dict(zip(RSS_COUNTS, measured)), idle["peak_rss_bytes"]
     small, large = (runs[n] for n in RSS_COUNTS)
     assert small["images"] == RSS_COUNTS[0] and large["images"] == RSS_COUNTS[1]

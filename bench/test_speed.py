@@ -12,17 +12,13 @@ the same thing.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from tvcore import TaskVector
 from tvcore.merging import merge, merge_files, merge_into, task_arithmetic
 
+import rss_probe
 from reference_impl import ReferenceTaskVector, reference_merge_files
 
 pytestmark = pytest.mark.speed
@@ -204,27 +200,14 @@ def test_streaming_merge_of_8(benchmark, impl, files, vectors, speed_table):
     torch.testing.assert_close(merged[key], sum(v[key] for v in vectors))
 
 
-def peak_rss(*runs: tuple) -> list[int]:
-    """The peak RSS of each probe run, ``(mode, *args)``; the runs go at once, each in
-    its own process (a peak RSS is per process)."""
-    probe = Path(__file__).resolve().parent / "rss_probe.py"
-    procs = [subprocess.Popen([sys.executable, str(probe), *map(str, run)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for run in runs]
-    peaks = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err[-3000:]
-        peaks.append(json.loads(out.strip().splitlines()[-1])["peak_rss_bytes"])
-    return peaks
-
-
 def test_peak_rss_of_streaming_merge(files, vectors, speed_table):
     """Peak RSS of merging 8 vector files, each mode in a fresh process, beside the
     same process doing nothing but importing torch."""
     nbytes = model_bytes(vectors[0].state_dict())
-    idle, stream, reference = peak_rss(("idle",),
-                                       ("stream", files["dir"] / "rss-stream.safetensors", *files["safetensors"]),
-                                       ("reference", files["dir"] / "rss-ref.pt", *files["pt"]))
+    idle, stream, reference = (r["peak_rss_bytes"] for r in rss_probe.run(
+        (("idle",), None),
+        (("stream", files["dir"] / "rss-stream.safetensors", *files["safetensors"]), None),
+        (("reference", files["dir"] / "rss-ref.pt", *files["pt"]), None)))
     speed_table["peak_rss"] = {
         "model_bytes": nbytes, "idle_bytes": idle, "stream_bytes": stream, "reference_bytes": reference,
         "stream_x_model": stream / nbytes, "reference_x_model": reference / nbytes,

@@ -290,14 +290,13 @@ class _Rows:
     """
 
     def __init__(self, capacity: int | None, width: tuple[int, ...], dtype):
-        self.width, self.dtype = width, dtype
         self.data = np.empty((capacity or 1024, *width), dtype=dtype)
         self.n = 0
 
     def add(self, rows: torch.Tensor) -> None:
         k = len(rows)
         if self.n + k > len(self.data):
-            grown = np.empty((max(2 * len(self.data), self.n + k), *self.width), dtype=self.dtype)
+            grown = np.empty((max(2 * len(self.data), self.n + k), *self.data.shape[1:]), dtype=self.data.dtype)
             grown[:self.n] = self.data[:self.n]
             self.data = grown
         self.data[self.n:self.n + k] = rows.numpy()
