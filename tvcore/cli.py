@@ -15,6 +15,9 @@ def _data_summary(args) -> int:
 
     from . import data
 
+    if args.root is None and data.needs_root(args.name):
+        raise UsageError(f"data summary {args.name}: pass --root DIR, the folder that holds the datasets "
+                         "(or set TVCORE_DATA)")
     if args.name not in ("mini-ddsm", "digits"):
         return _paper_summary(args)
     options = {}
@@ -43,7 +46,8 @@ def _paper_summary(args) -> int:
     rows, errors = [], []
     for task, d in info.items():
         if "error" in d:
-            errors.append(f"{task}: {d['error']}")
+            # Dataset errors name their task first; the rest get it added.
+            errors.append(d["error"] if d["error"].startswith(task) else f"{task}: {d['error']}")
             continue
         images, prints = d["images"], d["fingerprints"]
         rows.append([task, d["reader"], d["classes"],
@@ -53,10 +57,10 @@ def _paper_summary(args) -> int:
         print(tabulate(rows, headers=["task", "reader", "classes", "train", "val", "test", "val sha256",
                                       "test sha256", "prompts sha256"], tablefmt="github"))
     for line in errors:
-        print(f"not found: {line}")
+        print(f"error: {line}")
     if errors and not rows:
-        raise UsageError(f"no task found under {args.root}: " + "; ".join(errors))
-    return 0
+        raise UsageError(f"no task is readable under {args.root} ({', '.join(info)}); see the error lines above")
+    return 1 if errors else 0
 
 
 def _vector_build(args) -> int:
@@ -261,14 +265,47 @@ def add_run_options(add) -> None:
         help="folder of fine-tuned checkpoints to use instead of fine-tuning")
 
 
+class _RunHelpFormatter(argparse.HelpFormatter):
+    """``tvcore run --help`` lists the suites; they are read only when the help is
+    shown, since importing the experiments takes seconds."""
+
+    def _get_help_string(self, action):
+        if action.dest == "suite":
+            from .experiments import SUITES
+
+            return f"the suite to run: {', '.join(sorted(SUITES))}"
+        return super()._get_help_string(action)
+
+    def _split_lines(self, text, width):
+        import textwrap
+
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)  # whole suite names
+
+
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub)command parser ``args`` came through, so its usage is the one shown."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None))
+            if chosen is not None:
+                return _command_parser(chosen, args)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="tvcore", description="Task arithmetic on OpenCLIP models.")
+    parser.add_argument("--version", action="version", version=f"tvcore {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     data_p = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
     summary = data_p.add_parser("summary", help="per split and class: images, cases, and the leak check")
-    summary.add_argument("name", help="registered dataset (mini-ddsm, MNIST, ..., digits)")
-    summary.add_argument("--root", help="the dataset's root folder")
+    summary.add_argument("name", help="paper-tasks (the eight tasks and ImageNet), one of them (Cars, DTD, "
+                                      "EuroSAT, GTSRB, ImageNet, MNIST, RESISC45, SUN397, SVHN), mini-ddsm "
+                                      "or digits")
+    summary.add_argument("--root", default=os.environ.get("TVCORE_DATA"),
+                         help="the folder that holds the datasets (default: $TVCORE_DATA)")
     summary.add_argument("--label", default="density", choices=["density", "status"],
                          help="mini-ddsm label column (density: ACR density 1..4, called BI-RADS 2..5)")
     summary.add_argument("--protocol", default="baseline", help="mini-ddsm protocol: baseline, focus-2, focus-5")
@@ -312,8 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--base", help="weights file: write base + merged vector instead of the vector")
     merge.set_defaults(func=_vector_merge)
 
-    run = sub.add_parser("run", help="run one suite outside pytest and write its record")
-    run.add_argument("suite", help="birads-micro, negation-micro, ..., birads-vit-b-32, ...")
+    run = sub.add_parser("run", help="run one suite outside pytest and write its record",
+                         formatter_class=_RunHelpFormatter)
+    run.add_argument("suite", help="the suite to run")
     run.add_argument("--device", default="cpu")
     run.add_argument("--data-root", default=os.environ.get("TVCORE_DATA"))
     run.add_argument("--weights", default=os.environ.get("TVCORE_WEIGHTS"))
@@ -376,7 +414,10 @@ def one_line(exc: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run one command. A :class:`TvcoreError` (a user's mistake) is printed as one
     line and exits 2; any other exception is a bug and keeps its traceback."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # shown with the subcommand's usage, not the top-level one
+        _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args)
     except TvcoreError as exc:

@@ -1,0 +1,65 @@
+"""What a newcomer expects of any command-line tool: a licence, a changelog, a version,
+``python -m``, help that lists the choices, and the right usage on a wrong option."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tvcore
+from tvcore.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_license_file_is_the_mit_licence_pyproject_declares():
+    text = (ROOT / "LICENSE").read_text()
+    assert 'license = { text = "MIT" }' in (ROOT / "pyproject.toml").read_text()
+    assert text.startswith("MIT License") and "tvcore developers" in text
+
+
+def test_changelog_names_the_current_version():
+    assert f"## [{tvcore.__version__}]" in (ROOT / "CHANGELOG.md").read_text()
+
+
+def test_version_option_prints_the_package_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"tvcore {tvcore.__version__}"
+
+
+def test_python_dash_m_runs_the_command_line():
+    out = subprocess.run([sys.executable, "-m", "tvcore", "--version"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == f"tvcore {tvcore.__version__}"
+
+
+def test_unknown_option_shows_the_subcommands_usage(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "negation-micro", "--bogus"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.startswith("usage: tvcore run ") and "tvcore run: error: unrecognized arguments: --bogus" in err
+
+
+def test_unknown_option_of_a_nested_subcommand_shows_its_usage(capsys):
+    with pytest.raises(SystemExit):
+        main(["data", "summary", "MNIST", "--bogus"])
+    assert capsys.readouterr().err.startswith("usage: tvcore data summary ")
+
+
+def test_run_help_lists_every_suite_unbroken(capsys, monkeypatch):
+    from tvcore.experiments import SUITES
+
+    monkeypatch.setenv("COLUMNS", "50")  # a narrow terminal must not split a name at its hyphens
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "..." not in help_text
+    for suite in SUITES:
+        assert re.search(rf"\b{re.escape(suite)}\b", help_text), suite

@@ -1,0 +1,8 @@
+"""``python -m tvcore``: the same command line as the ``tvcore`` console script."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
