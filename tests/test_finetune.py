@@ -128,3 +128,121 @@ def test_a_plain_dataset_of_tensors_is_still_accepted(tiny_model, digits_task, t
                                            torch.randint(0, 10, (40,), generator=gen))
     _, result = run(tiny_model, digits_task, plain, tmp_path_factory, recipe=RECIPE.with_(steps=3), workers=2)
     assert result.steps == 3 and all(math.isfinite(r["loss"]) for r in result.log)
+
+
+# ------------------------------------------------------------ the device path
+
+
+def test_on_the_cpu_no_speed_feature_applies():
+    from tvcore.finetune import Accel, Speed, resolve_speed
+
+    assert resolve_speed(Speed(compile="cudagraphs", log_every=50), torch.device("cpu"), True, 5000) == Accel()
+
+
+def test_on_cuda_fused_adamw_math_attention_and_compiled_long_runs():
+    from tvcore.finetune import AUTO_COMPILE_MIN_STEPS, Speed, resolve_speed
+
+    cuda = torch.device("cuda")  # resolving touches no device
+    long = resolve_speed(Speed(), cuda, True, AUTO_COMPILE_MIN_STEPS)
+    short = resolve_speed(Speed(), cuda, False, AUTO_COMPILE_MIN_STEPS - 1)
+    assert (long.fused_adamw, long.compile, long.math_attention, long.resident_pixels) == (True, "cudagraphs", True,
+                                                                                           True)
+    assert (short.compile, short.math_attention) == ("off", False)
+
+
+def test_a_cpu_run_records_the_default_optimizer_eager_and_the_loader(tiny_model, digits_task, train_set,
+                                                                      tmp_path_factory):
+    _, result = run(tiny_model, digits_task, train_set, tmp_path_factory, recipe=RECIPE.with_(steps=2))
+    assert result.accel == {"device": "cpu", "optimizer": "AdamW (torch default)", "compile": "off",
+                            "compile_asked": "off", "compile_fallback": None, "attention": "default",
+                            "pixels": "loader", "autocast": "off", "log_every": 1}
+
+
+def test_the_log_read_every_k_steps_equals_the_log_read_every_step(tiny_model, digits_task, train_set,
+                                                                    tmp_path_factory):
+    from tvcore.finetune import Accel
+
+    _, every = run(tiny_model, digits_task, train_set, tmp_path_factory)
+    _, batched = run(tiny_model, digits_task, train_set, tmp_path_factory, speed=Accel(log_every=5))
+    assert batched.log == every.log and len(batched.log) == RECIPE.steps
+    assert all(torch.equal(every.state_dict[k], batched.state_dict[k]) for k in every.state_dict)
+
+
+def test_pixels_held_on_the_device_give_the_loaders_batches(tiny_model, digits_task, train_set, tmp_path_factory):
+    from tvcore.finetune import Accel
+
+    _, loader = run(tiny_model, digits_task, train_set, tmp_path_factory)
+    _, resident = run(tiny_model, digits_task, train_set, tmp_path_factory, speed=Accel(resident_pixels=True))
+    assert resident.accel["pixels"] == "device-resident uint8" and loader.accel["pixels"] == "loader"
+    assert all(torch.equal(loader.state_dict[k], resident.state_dict[k]) for k in loader.state_dict)
+
+
+def test_a_compiler_failure_falls_back_to_eager_and_says_so(tiny_model, digits_task, train_set, tmp_path_factory,
+                                                            monkeypatch):
+    from tvcore.finetune import Accel
+
+    _, eager = run(tiny_model, digits_task, train_set, tmp_path_factory)
+
+    def broken_compile(fn, **kw):
+        def compiled(*a, **k):
+            raise RuntimeError("backend exploded")
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    _, fell_back = run(tiny_model, digits_task, train_set, tmp_path_factory, speed=Accel(compile="compile"))
+    assert fell_back.accel["compile"] == "off" and fell_back.accel["compile_asked"] == "compile"
+    assert "backend exploded" in fell_back.accel["compile_fallback"]
+    assert all(torch.equal(eager.state_dict[k], fell_back.state_dict[k]) for k in eager.state_dict)
+
+
+def test_fused_adamw_takes_the_same_steps_within_rounding(tiny_model, digits_task, train_set, tmp_path_factory):
+    """Fused AdamW (CUDA's) is the same update in another order of operations: its
+    weights differ from the default's by rounding, not by the update itself."""
+    from tvcore.finetune import Accel
+
+    start = fresh_classifier(tiny_model, digits_task, tmp_path_factory).image_encoder.state_dict()
+    _, default = run(tiny_model, digits_task, train_set, tmp_path_factory, recipe=RECIPE.with_(steps=4))
+    _, fused = run(tiny_model, digits_task, train_set, tmp_path_factory, recipe=RECIPE.with_(steps=4),
+                   speed=Accel(fused_adamw=True))
+    assert fused.accel["optimizer"] == "AdamW fused"
+    flat = lambda state: torch.cat([v.reshape(-1).double() for v in state.values()])  # noqa: E731
+    moved = (flat(default.state_dict) - flat(start)).norm()
+    assert moved > 0 and (flat(fused.state_dict) - flat(default.state_dict)).norm() < 1e-3 * moved
+
+
+def test_workers_start_without_fork_while_the_reader_thread_runs(tiny_model, digits_task, tmp_path_factory,
+                                                                 pixel_cache, monkeypatch):
+    """A fork beside a live thread can copy a held lock into the child (Python 3.12
+    warns "use of fork() may lead to deadlocks"); workers come from a forkserver."""
+    import os
+    import threading
+    import warnings
+
+    forks = []
+    real_fork = os.fork
+    monkeypatch.setattr(os, "fork", lambda: forks.append(1) or real_fork())
+    test = eval_loader(digits_task["test"], tiny_model.preprocess_val, batch_size=64, cache_dir=pixel_cache)
+    reading = test.raw()
+    next(reading)  # the reader thread is now alive, a batch ahead
+    assert any(t.name.startswith("tvcore-read") for t in threading.enumerate())
+    augmented = train_dataset(digits_task["train"], tiny_model.preprocess_train, tiny_model.preprocess_val,
+                              augment=True, seed=RECIPE.seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, result = run(tiny_model, digits_task, augmented, tmp_path_factory, recipe=RECIPE.with_(steps=2, augment=True),
+                        workers=1)
+    reading.close()
+    assert result.steps == 2 and forks == []
+    assert not [w for w in caught if "fork()" in str(w.message)]
+
+
+def test_training_datasets_survive_pickling_for_worker_processes(tiny_model, digits_task, train_set):
+    import pickle
+
+    augmented = train_dataset(digits_task["train"], tiny_model.preprocess_train, tiny_model.preprocess_val,
+                              augment=True, seed=RECIPE.seed)
+    for dataset in (augmented, train_set):
+        copy = pickle.loads(pickle.dumps(dataset))
+        image, label = copy[(3, 5)]
+        expected_image, expected_label = dataset[(3, 5)]
+        assert label == expected_label and torch.equal(image, expected_image)

@@ -12,6 +12,14 @@ and the model's own RNG of (seed, step), so a run resumed from a checkpoint give
 the same weights as an unbroken one, whatever the number of workers. Checkpoints
 are safetensors. Under ``torchrun`` the encoder is wrapped in
 DistributedDataParallel and each rank takes its share of every batch.
+
+On CUDA the run is set up for the hardware (:class:`Speed`): fused AdamW, cached
+uint8 pixels held on the device and normalized there, loss and gradient norm kept on
+the device and read every few steps, optionally ``torch.compile`` or CUDA graphs
+(with a fallback to eager that the result records), and, where determinism is
+asked, the math attention backend (cuDNN's and the memory-efficient attention's
+backward passes are not deterministic). On the CPU none of it applies: the
+optimizer and every operation are those the committed baselines were made with.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import json
 import math
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -28,7 +37,7 @@ import torch.nn.functional as F
 
 from .checkpoints import save_state_dict
 from .errors import CheckpointError, DatasetError, UsageError
-from .data.loaders import as_step_dataset
+from .data.loaders import CachedTrain, as_step_dataset, worker_context
 from .models import ImageClassifier
 
 
@@ -131,6 +140,66 @@ class StepBatches(torch.utils.data.Sampler):
             yield [(step, i) for i in order[b * size:(b + 1) * size][self.rank::self.world].tolist()]
 
 
+COMPILE_MODES = ("off", "compile", "cudagraphs", "auto")
+# "auto" compiles only runs long enough to repay the compilation (about a minute for
+# ViT-B-32's forward and backward), so short runs (rehearsals, micro suites) stay eager.
+AUTO_COMPILE_MIN_STEPS = 500
+
+
+@dataclass(frozen=True)
+class Speed:
+    """How a fine-tune uses a CUDA device. None of it is part of the recipe (a pool
+    key), and on the CPU none of it applies (see :func:`resolve_speed`).
+
+    ``compile``: "off"; "compile" (``torch.compile`` of the classifier); "cudagraphs"
+    (``torch.compile`` in mode ``reduce-overhead``, which replays CUDA graphs); or
+    "auto" ("cudagraphs" for runs of at least :data:`AUTO_COMPILE_MIN_STEPS` steps).
+    ``log_every``: steps between reads of the loss and gradient norm to the host.
+    ``resident_pixels``: hold a cached training split's uint8 pixels on the device
+    when they take at most ``resident_fraction`` of its free memory.
+    """
+
+    compile: str = "auto"
+    log_every: int = 50
+    resident_pixels: bool = True
+    resident_fraction: float = 0.5
+
+    def __post_init__(self):
+        if self.compile not in COMPILE_MODES:
+            raise UsageError(f"compile mode {self.compile!r} is not one of {', '.join(COMPILE_MODES)}")
+        if self.log_every < 1:
+            raise UsageError(f"log_every must be at least 1, got {self.log_every}")
+
+
+@dataclass(frozen=True)
+class Accel:
+    """What a fine-tune actually runs with (resolved from :class:`Speed` on a device)."""
+
+    fused_adamw: bool = False
+    compile: str = "off"  # "off", "compile" or "cudagraphs"
+    math_attention: bool = False
+    resident_pixels: bool = False
+    resident_fraction: float = 0.5
+    log_every: int = 1
+
+
+def resolve_speed(speed: Speed | Accel | None, device: torch.device, deterministic: bool, total: int) -> Accel:
+    """The features a run uses: on CUDA those of ``speed``; on any other device none
+    (the torch default AdamW, eager, the loader, the log read every step), so CPU
+    numerics stay those of the committed baselines. An :class:`Accel` is taken as
+    it is (tests use it to run the CUDA data path on the CPU)."""
+    if isinstance(speed, Accel):
+        return speed
+    speed = speed or Speed()
+    if device.type != "cuda":
+        return Accel()
+    mode = speed.compile
+    if mode == "auto":
+        mode = "cudagraphs" if total >= AUTO_COMPILE_MIN_STEPS else "off"
+    return Accel(fused_adamw=True, compile=mode, math_attention=deterministic, resident_pixels=speed.resident_pixels,
+                 resident_fraction=speed.resident_fraction, log_every=speed.log_every)
+
+
 @dataclass
 class FinetuneResult:
     state_dict: dict[str, torch.Tensor]  # the image encoder's, on CPU
@@ -138,6 +207,10 @@ class FinetuneResult:
     steps: int = 0
     seconds: float = 0.0
     resumed_from: int | None = None
+    # What ran: optimizer, compilation (and why it fell back), attention backend,
+    # where the pixels were, how often the log was read. See :func:`resolve_speed`.
+    accel: dict = field(default_factory=dict)
+    first_step_s: float | None = None  # seconds to the end of the first step (compilation included)
 
 
 def _distributed() -> tuple[int, int]:
@@ -188,10 +261,57 @@ def _load_checkpoint(path: Path, encoder: torch.nn.Module, optimizer: torch.opti
     return int(meta["step"]), json.loads(meta["log"])
 
 
+def _resident_batches(data: CachedTrain, sampler: "StepBatches", device: torch.device):
+    """The loader's batches taken from the whole cached split held on the device as
+    uint8: one transfer, then an index per step (the pixels and order a DataLoader
+    over ``data`` gives)."""
+    pixels = data.cache.rows(0, len(data.cache)).to(device)
+    labels = torch.as_tensor(data.cache.labels, dtype=torch.long).to(device)
+    for keys in sampler:
+        index = torch.tensor([i for _, i in keys], dtype=torch.long).to(device, non_blocking=True)
+        yield pixels.index_select(0, index), labels.index_select(0, index)
+
+
+def _fits_on_device(nbytes: int, device: torch.device, fraction: float) -> bool:
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= fraction * free
+
+
+class _Log:
+    """Loss and gradient norm kept on the device and read every ``every`` steps in
+    one transfer (a read per step would wait for the device at every step)."""
+
+    def __init__(self, log: list[dict], every: int, device: torch.device):
+        self.log, self.every = log, every
+        self.values = torch.zeros((every, 2), dtype=torch.float64, device=device)
+        self.pending: list[tuple[int, float]] = []  # (step, lr) of the rows not read yet
+
+    def add(self, step: int, lr: float, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        row = self.values[len(self.pending)]
+        row[0].copy_(loss.detach(), non_blocking=True)
+        row[1].copy_(grad_norm.detach(), non_blocking=True)
+        self.pending.append((step, lr))
+        if len(self.pending) == self.every:
+            self.flush()
+
+    def flush(self) -> float | None:
+        """Append the pending rows to the log; the last loss read, if any."""
+        if not self.pending:
+            return None
+        rows = self.values[:len(self.pending)].tolist()
+        for (step, lr), (loss, grad_norm) in zip(self.pending, rows):
+            self.log.append({"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm})
+        self.pending = []
+        return rows[-1][0]
+
+
 def finetune(model: ImageClassifier, train_data: torch.utils.data.Dataset, recipe: Recipe = RECIPES["paper"], *,
              device: str | torch.device = "cpu", checkpoint_dir: str | os.PathLike | None = None,
              checkpoint_every: int = 500, stop_after: int | None = None, progress: bool = True,
-             deterministic: bool = True, desc: str = "finetune", workers: int = 0) -> FinetuneResult:
+             deterministic: bool = True, desc: str = "finetune", workers: int = 0,
+             speed: Speed | Accel | None = None) -> FinetuneResult:
     """Fine-tune ``model.image_encoder`` in place on ``train_data``: a dataset from
     :func:`tvcore.data.loaders.train_dataset`, or any dataset of
     ``(image_tensor, label)``; the head stays frozen. ``workers`` DataLoader
@@ -200,7 +320,8 @@ def finetune(model: ImageClassifier, train_data: torch.utils.data.Dataset, recip
 
     With ``checkpoint_dir``, a checkpoint is written every ``checkpoint_every`` steps
     and at the end, and a run finding one there resumes from it. ``stop_after`` ends
-    the run early after that many steps (as an interruption would).
+    the run early after that many steps (as an interruption would). ``speed``: how
+    a CUDA device is used (:class:`Speed`); the result's ``accel`` says what ran.
     """
     from tqdm.auto import tqdm
 
@@ -211,17 +332,25 @@ def finetune(model: ImageClassifier, train_data: torch.utils.data.Dataset, recip
     seed_everything(recipe.seed, deterministic)
     rank, world = _distributed()
     total = recipe.total_steps(n)
+    accel = resolve_speed(speed, device, deterministic, total)
 
     model.to(device).train()
     encoder = model.image_encoder
     encoder.requires_grad_(True)
     params = [p for p in encoder.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    if accel.fused_adamw:
+        optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay, fused=True)
+    else:
+        # The CPU's optimizer: torch's default implementation, as the baselines were made.
+        optimizer = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     forward = model
     if world > 1:
         ddp = torch.nn.parallel.DistributedDataParallel(
             encoder, device_ids=[device.index] if device.type == "cuda" else None)
         forward = ImageClassifier(ddp, model.head)
+    eager, compile_mode, fallback = forward, accel.compile, None
+    if compile_mode != "off":
+        forward = torch.compile(forward, mode="reduce-overhead" if compile_mode == "cudagraphs" else None)
 
     start, log, resumed = 0, [], None
     ckpt = _checkpoint_path(checkpoint_dir) if checkpoint_dir else None
@@ -233,13 +362,41 @@ def finetune(model: ImageClassifier, train_data: torch.utils.data.Dataset, recip
 
     data = as_step_dataset(train_data, recipe.seed)
     on_device = data.device_transform or (lambda images: images)
-    # A generator of its own: the loader's base seed must not draw from the global RNG.
-    loader = torch.utils.data.DataLoader(data, batch_sampler=StepBatches(n, recipe, start, end, rank, world),
-                                         num_workers=workers if data.decodes else 0, pin_memory=device.type == "cuda",
-                                         generator=torch.Generator())
+    sampler = StepBatches(n, recipe, start, end, rank, world)
+    resident = (accel.resident_pixels and isinstance(data, CachedTrain)
+                and _fits_on_device(data.cache.nbytes, device, accel.resident_fraction))
+    if resident:
+        batches = _resident_batches(data, sampler, device)
+    else:
+        num_workers = workers if data.decodes else 0
+        # A generator of its own: the loader's base seed must not draw from the global RNG.
+        batches = torch.utils.data.DataLoader(data, batch_sampler=sampler, num_workers=num_workers,
+                                              multiprocessing_context=worker_context(num_workers),
+                                              pin_memory=device.type == "cuda", generator=torch.Generator())
+    # Deterministic attention on CUDA: the math backend (cuDNN's and the efficient
+    # kernel's backward passes accumulate in a nondeterministic order).
+    attention = nullcontext
+    if accel.math_attention:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        attention = lambda: sdpa_kernel(SDPBackend.MATH)  # noqa: E731
+    stats = _Log(log, accel.log_every, device)
+    first_step_s = None
+
+    def step_loss(fwd, images, labels):
+        with attention(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            logits = fwd(images)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=recipe.label_smoothing)
+        # The log keeps the cross-entropy itself, so an ascent's log shows it rising.
+        objective = -loss if recipe.objective == "ascent" else loss
+        optimizer.zero_grad(set_to_none=True)
+        with attention():
+            objective.backward()
+        return loss
+
     t0 = time.perf_counter()
     bar = tqdm(range(start, end), desc=desc, disable=not progress or rank != 0, initial=start, total=total)
-    for step, (images, labels) in zip(bar, loader):
+    for step, (images, labels) in zip(bar, batches):
         # Dropout and the like draw from the global RNG: seeded by the step, so a
         # resumed run draws what an unbroken one would.
         torch.manual_seed(recipe.seed * 1_000_003 + step)
@@ -247,23 +404,40 @@ def finetune(model: ImageClassifier, train_data: torch.utils.data.Dataset, recip
         for group in optimizer.param_groups:
             group["lr"] = lr
         images = on_device(images.to(device, non_blocking=True))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            logits = forward(images)
-        loss = F.cross_entropy(logits.float(), labels.to(device, non_blocking=True),
-                               label_smoothing=recipe.label_smoothing)
-        # The log keeps the cross-entropy itself, so an ascent's log shows it rising.
-        objective = -loss if recipe.objective == "ascent" else loss
-        optimizer.zero_grad(set_to_none=True)
-        objective.backward()
+        labels = labels.to(device, non_blocking=True)
+        if compile_mode == "cudagraphs":
+            torch.compiler.cudagraph_mark_step_begin()
+        if compile_mode != "off" and first_step_s is None:
+            try:
+                loss = step_loss(forward, images, labels)
+            except Exception as exc:  # noqa: BLE001 - any compiler failure falls back to eager
+                fallback = f"{compile_mode} failed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); ran eager"
+                forward, compile_mode = eager, "off"
+                torch.manual_seed(recipe.seed * 1_000_003 + step)
+                loss = step_loss(forward, images, labels)
+        else:
+            loss = step_loss(forward, images, labels)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, recipe.grad_clip)
         optimizer.step()
-        loss_value = loss.detach().item()
-        log.append({"step": step, "loss": loss_value, "lr": lr, "grad_norm": grad_norm.detach().item()})
-        bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
+        stats.add(step, lr, loss, grad_norm)
+        if first_step_s is None:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            first_step_s = time.perf_counter() - t0
+        if not stats.pending:
+            bar.set_postfix(loss=f"{log[-1]['loss']:.4f}", lr=f"{lr:.2e}")
         done = step + 1
         if ckpt is not None and rank == 0 and (done % checkpoint_every == 0 or done == end):
+            stats.flush()
             _save_checkpoint(ckpt, encoder, optimizer, done, recipe, log)
+    stats.flush()
     bar.close()
     model.eval()
     state = {k: v.detach().to("cpu").clone() for k, v in encoder.state_dict().items()}
-    return FinetuneResult(state, log, end, time.perf_counter() - t0, resumed)
+    seconds = time.perf_counter() - t0
+    record = {"device": device.type, "optimizer": "AdamW fused" if accel.fused_adamw else "AdamW (torch default)",
+              "compile": compile_mode, "compile_asked": accel.compile, "compile_fallback": fallback,
+              "attention": "math (deterministic)" if accel.math_attention else "default",
+              "pixels": "device-resident uint8" if resident else "loader",
+              "autocast": "bf16" if use_amp else "off", "log_every": accel.log_every}
+    return FinetuneResult(state, log, end, seconds, resumed, record, first_step_s)

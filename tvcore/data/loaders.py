@@ -39,6 +39,21 @@ def default_workers() -> int:
     return max(0, min(8, cpus))
 
 
+def worker_context(workers: int):
+    """The start method of a DataLoader's worker processes: none without workers;
+    else "forkserver" (where the platform has it) or "spawn", never "fork". The
+    process that asks is threaded (the evaluation reader, a pin-memory thread,
+    torch's own pools), and a fork copies whatever lock another thread holds at that
+    instant into a child that can never release it (Python 3.12 warns of exactly
+    this). A worker then receives its dataset pickled, so datasets stay picklable."""
+    if workers <= 0:
+        return None
+    import multiprocessing
+
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
 def _pinned(device: torch.device) -> bool:
     return device.type == "cuda"
 
@@ -219,4 +234,4 @@ def train_dataset(split: Split, transform_train: Callable, transform_eval, *, au
 
 
 __all__ = ["EvalLoader", "StepDataset", "AugmentedTrain", "CachedTrain", "SeededView", "as_step_dataset",
-           "default_workers", "eval_loader", "sample_seed", "train_dataset"]
+           "default_workers", "eval_loader", "sample_seed", "train_dataset", "worker_context"]

@@ -14,7 +14,7 @@ from typing import Sequence
 from ..data.base import TaskData
 from ..errors import CheckpointError
 from ..evaluate import ClassificationMetrics
-from ..evaluator import Evaluator
+from ..evaluator import Evaluator, eval_batch_size
 from ..finetune import Recipe
 from ..models import LoadedModel, load_model
 from ..pool import ModelPool
@@ -66,7 +66,8 @@ class Context:
     device: str = "cpu"
     data_root: str | None = None
     progress: bool = True
-    eval_batch_size: int = 256
+    eval_batch_size: int | None = None  # None: sized to the device (tvcore.evaluator.eval_batch_size)
+    eval_precision: str = "auto"  # bf16 autocast on CUDA, fp32 elsewhere; "fp32" or "bf16" to choose
     head_cache: str | None = None
     pixel_cache: str | None = None
     workers: int = 0
@@ -83,12 +84,14 @@ class Context:
     def __post_init__(self):
         t0 = time.perf_counter()
         loaded = self.model.load(self.device)
+        if self.eval_batch_size is None:
+            self.eval_batch_size = eval_batch_size(self.device)
         self.pool = ModelPool(loaded, self.device, self.pool_dir, fresh=self.fresh, finetuned=self.finetuned,
                               checkpoint_every=self.checkpoint_every, progress=self.progress)
         self.tasks = TaskPool(loaded, self.data_root, self.device, head_cache=self.head_cache,
                               pixel_cache=self.pixel_cache, workers=self.workers, batch_size=self.eval_batch_size,
                               max_per_split=self.max_per_split, progress=self.progress)
-        self.evaluator = Evaluator(loaded.image_encoder, self.tasks, self.device)
+        self.evaluator = Evaluator(loaded.image_encoder, self.tasks, self.device, self.eval_precision)
         self.timings["load_model_s"] = time.perf_counter() - t0
 
     # What the experiments use, each a one-line hand-off to the role that owns it.
@@ -139,7 +142,8 @@ class Context:
                    for name, info in self.pool.provenance.items()}
         return {"model": model, "model_loaded": strip(self.pool.loaded.describe()),
                 "quick_gelu": self.pool.loaded.info.get("quick_gelu"), "base_weights": self.pool.base_hash,
-                "recipe": asdict(self.recipe), "device": self.device, "tasks": tasks, "vectors": vectors,
+                "recipe": asdict(self.recipe), "device": self.device, "evaluation": self.evaluator.describe(),
+                "tasks": tasks, "vectors": vectors,
                 "rehearsal_cap": self.max_per_split}
 
 
