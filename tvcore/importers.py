@@ -43,6 +43,7 @@ import re
 import types
 import warnings
 import zipfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -108,16 +109,42 @@ def _safe_reconstructor(cls, base, state):
     raise pickle.UnpicklingError(f"refusing to reconstruct {cls!r}")
 
 
-class RestrictedUnpickler(pickle.Unpickler):
+class RefusedPickle(pickle.UnpicklingError):
+    """A pickle asked for more than tensors, containers and stand-ins."""
+
+
+def _allowed_globals() -> dict[str, Any]:
+    from torch._weights_only_unpickler import _get_allowed_globals
+
+    return _get_allowed_globals()
+
+
+class RestrictedUnpickler(pickle._Unpickler):
     """Rebuilds what torch's weights-only loader allows; stands in for the rest.
     ``named`` (shared by the unpicklers of one load) maps each name stood in for
-    to its stand-in class."""
+    to its stand-in class.
+
+    Built on pickle's pure-Python unpickler so that every opcode that calls,
+    creates or mutates an object goes through a check: only torch's allowlisted
+    functions and classes and tvcore's stand-ins are called or created
+    (REDUCE, NEWOBJ, INST, OBJ); state is set only on stand-in instances, on an
+    ``OrderedDict`` (a state dict's ``_metadata``) and on tensors, as torch's
+    weights-only loader sets it (BUILD); items go only into lists, dicts and sets;
+    the copyreg extension registry is not consulted (EXT*). Anything else is a
+    :class:`RefusedPickle`. The pickle here is the small object graph; tensor data
+    is read by torch outside it, so the pure-Python reader costs little.
+    """
 
     named: dict[str, type] = {}
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        allowed = _allowed_globals()
+        self._allowed = allowed
+        self._allowed_ids = {id(v) for v in allowed.values()}
 
     def find_class(self, module: str, name: str):
-        from torch._weights_only_unpickler import _get_allowed_globals
-
         # Protocol 2 pickles (torch.save's default) name Python 2 modules
         # (``__builtin__.set``); map them as pickle's own find_class does.
         if (module, name) in _compat_pickle.NAME_MAPPING:
@@ -125,9 +152,8 @@ class RestrictedUnpickler(pickle.Unpickler):
         elif module in _compat_pickle.IMPORT_MAPPING:
             module = _compat_pickle.IMPORT_MAPPING[module]
         full = f"{module}.{name}"
-        allowed = _get_allowed_globals()
-        if full in allowed:
-            return allowed[full]
+        if full in self._allowed:
+            return self._allowed[full]
         if full == "copyreg._reconstructor":
             return _safe_reconstructor
         if full not in self.named:
@@ -136,6 +162,105 @@ class RestrictedUnpickler(pickle.Unpickler):
             self.named[full] = type(re.sub(r"\W", "_", name) or "anonymous", (StandIn,),
                                     {"pickled_name": full, "__module__": __name__})
         return self.named[full]
+
+    # ------------------------------------------------------------ the checked opcodes
+
+    def _check_callable(self, func, opcode: str) -> None:
+        ok = (id(func) in self._allowed_ids or func is _safe_reconstructor
+              or (isinstance(func, type) and issubclass(func, StandIn)))
+        if not ok:
+            raise RefusedPickle(f"{opcode} on {_describe(func)}, which is neither allowlisted nor a stand-in")
+
+    def _load_reduce(self):
+        args = self.stack.pop()
+        func = self.stack[-1]
+        self._check_callable(func, "a call (REDUCE)")
+        self.stack[-1] = func(*args)
+
+    def _load_newobj(self):
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        self._check_callable(cls, "object creation (NEWOBJ)")
+        self.append(cls.__new__(cls, *args))
+
+    def _load_newobj_ex(self):
+        kwargs = self.stack.pop()
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        self._check_callable(cls, "object creation (NEWOBJ_EX)")
+        self.append(cls.__new__(cls, *args, **kwargs))
+
+    def _instantiate(self, klass, args):
+        self._check_callable(klass, "object creation (INST/OBJ)")
+        super()._instantiate(klass, args)
+
+    def _load_build(self):
+        state = self.stack.pop()
+        inst = self.stack[-1]
+        if isinstance(inst, StandIn):  # an instance: a stand-in class is a type, not a StandIn
+            StandIn.__setstate__(inst, state)  # never a __setstate__ the state itself put there
+        elif type(inst) is OrderedDict and isinstance(state, dict) and all(isinstance(k, str) for k in state):
+            inst.__dict__.update(state)  # a state dict's _metadata, as torch's weights-only loader allows
+        elif type(inst) is torch.Tensor:
+            inst.set_(*state)  # the legacy tensor form, as torch's weights-only loader reads it
+        elif type(inst) is torch.nn.Parameter:
+            inst.__setstate__(state)
+        else:
+            raise RefusedPickle(f"setting the state of {_describe(inst)} (BUILD); only stand-ins, tensors "
+                                "and OrderedDict take state")
+
+    def _target(self, kinds: tuple[type, ...], opcode: str):
+        target = self.stack[-1]
+        if not isinstance(target, kinds):
+            raise RefusedPickle(f"{opcode} into {_describe(target)}")
+        return target
+
+    def _load_append(self):
+        value = self.stack.pop()
+        self._target((list,), "APPEND").append(value)
+
+    def _load_appends(self):
+        items = self.pop_mark()
+        self._target((list,), "APPENDS").extend(items)
+
+    def _load_setitem(self):
+        value = self.stack.pop()
+        key = self.stack.pop()
+        self._target((dict,), "SETITEM")[key] = value
+
+    def _load_setitems(self):
+        items = self.pop_mark()
+        target = self._target((dict,), "SETITEMS")
+        for i in range(0, len(items), 2):
+            target[items[i]] = items[i + 1]
+
+    def _load_additems(self):
+        items = self.pop_mark()
+        self._target((set,), "ADDITEMS").update(items)
+
+    def _load_ext(self):
+        raise RefusedPickle("a copyreg extension code (EXT1/EXT2/EXT4)")
+
+    dispatch[pickle.REDUCE[0]] = _load_reduce
+    dispatch[pickle.NEWOBJ[0]] = _load_newobj
+    dispatch[pickle.NEWOBJ_EX[0]] = _load_newobj_ex
+    dispatch[pickle.BUILD[0]] = _load_build
+    dispatch[pickle.APPEND[0]] = _load_append
+    dispatch[pickle.APPENDS[0]] = _load_appends
+    dispatch[pickle.SETITEM[0]] = _load_setitem
+    dispatch[pickle.SETITEMS[0]] = _load_setitems
+    dispatch[pickle.ADDITEMS[0]] = _load_additems
+    for _ext in (pickle.EXT1, pickle.EXT2, pickle.EXT4):
+        dispatch[_ext[0]] = _load_ext
+    del _ext
+
+
+def _describe(obj) -> str:
+    if isinstance(obj, type):
+        return f"the class {obj.__module__}.{obj.__qualname__}"
+    if callable(obj) and hasattr(obj, "__qualname__"):
+        return f"{getattr(obj, '__module__', '?')}.{obj.__qualname__}"
+    return f"a {type(obj).__module__}.{type(obj).__qualname__}"
 
 
 def restricted_pickle_module(named: dict[str, type]) -> types.ModuleType:
@@ -165,6 +290,10 @@ def load_pickle_restricted(path: str | os.PathLike) -> tuple[Any, list[str]]:
             raise CheckpointError(f"{path}: TORCH_FORCE_WEIGHTS_ONLY_LOAD is set, which stops tvcore's "
                                   "restricted reader of pickled modules; unset it for this command") from exc
         raise CheckpointError(f"{path}: not a readable torch.save file ({exc})") from exc
+    except RefusedPickle as exc:
+        raise CheckpointError(f"{path}: refused: the pickle asks for {exc}; tvcore reads a pickled module as "
+                              "tensors, containers and inert stand-ins only (convert trusted files to "
+                              "safetensors)") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{path}: not a readable torch.save file ({type(exc).__name__}: {exc})") from exc
     return obj, sorted(named)
