@@ -30,17 +30,16 @@ from __future__ import annotations
 import math
 import os
 import zlib
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import torch
 
-from .errors import TaskVectorMismatchError, UsageError
-from .kernels import compute_dtype, fused_combine, kth_largest_magnitude
-from .tensorfiles import TensorFileReader, TensorFileWriter
-from .vectors import (FORMAT_NAME, FORMAT_VERSION, TaskVector, check_alpha, check_compatible, is_arithmetic,
-                      write_update)
+from ..errors import UsageError
+from ..kernels import compute_dtype, fused_combine, kth_largest_magnitude
+from ..vectors import TaskVector, check_alpha, write_update
+from .base import MergeMethod, check_vectors, steps
+from .streaming import StreamStats, stream_merge
 
 TRIM_SCOPES = ("vector", "tensor")
 
@@ -229,13 +228,6 @@ def update_terms(key: str, tensors: Sequence[torch.Tensor], spec: MergeSpec,
 
 # ----------------------------------------------------------------------- in memory
 
-def _check_all(vectors: Sequence[TaskVector]) -> None:
-    if not vectors:
-        raise UsageError("nothing to merge: no task vectors given")
-    for i, v in enumerate(vectors[1:], start=1):
-        check_compatible(vectors[0]._tensors, v._tensors, vectors[0].name or "vector 0", v.name or f"vector {i}")
-
-
 def _thresholds_of(vectors: Sequence[TaskVector], spec: MergeSpec) -> list[torch.Tensor] | None:
     with torch.no_grad():
         return trim_thresholds(spec, vectors[0].state_dict(), lambda i, key: vectors[i][key], len(vectors))
@@ -244,7 +236,7 @@ def _thresholds_of(vectors: Sequence[TaskVector], spec: MergeSpec) -> list[torch
 def merge(vectors: Sequence[TaskVector], spec: MergeSpec = MergeSpec()) -> TaskVector:
     """Merge task vectors in memory into one task vector."""
     vectors = list(vectors)
-    _check_all(vectors)
+    check_vectors(vectors)
     thresholds = _thresholds_of(vectors, spec)
     out = {}
     with torch.no_grad():
@@ -265,7 +257,7 @@ def merge_into(base, vectors: Sequence[TaskVector], spec: MergeSpec = MergeSpec(
     with no merged vector in between.
     """
     vectors = list(vectors)
-    _check_all(vectors)
+    check_vectors(vectors)
     thresholds = _thresholds_of(vectors, spec)
     return write_update(base, vectors[0], lambda key, tensors: update_terms(key, tensors, spec, thresholds),
                         vectors, out=out, inplace=inplace, strict=strict)
@@ -278,14 +270,6 @@ def analogy(a: TaskVector, b: TaskVector, c: TaskVector) -> TaskVector:
 
 # ----------------------------------------------------------------------- streaming
 
-@dataclass
-class StreamStats:
-    tensors: int = 0
-    bytes_read: int = 0
-    bytes_written: int = 0
-    inputs: list[str] = field(default_factory=list)
-
-
 def merge_files(paths: Sequence[str | os.PathLike], out_path: str | os.PathLike, spec: MergeSpec = MergeSpec(),
                 *, base: str | os.PathLike | None = None, name: str | None = None) -> StreamStats:
     """Merge task-vector files tensor by tensor and write the result as safetensors.
@@ -295,68 +279,59 @@ def merge_files(paths: Sequence[str | os.PathLike], out_path: str | os.PathLike,
     is in memory at a time, whatever the number of inputs. Inputs must agree on
     keys, shapes and dtypes.
     """
-    if not paths:
-        raise UsageError("nothing to merge: no files given")
-    readers = [TensorFileReader(p) for p in paths]
-    base_reader = TensorFileReader(base) if base is not None else None
-    stats = StreamStats(inputs=[str(p) for p in paths])
-    writer = None
-    try:
-        layouts = [{k: r.meta(k) for k in r.keys()} for r in readers]
-        for i, layout in enumerate(layouts[1:], start=1):
-            check_compatible(layouts[0], layout, str(paths[0]), str(paths[i]))
-        bad = [k for k, t in layouts[0].items() if not is_arithmetic(t)]
-        if bad:
-            raise TaskVectorMismatchError(f"{paths[0]}: entries {bad[:5]} are not floating point; task-vector "
-                                          "files hold floating-point tensors only")
-        if base_reader is None:
-            out_layout = layouts[0]
-            metadata = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
-                        "name": name or f"{spec.name}({len(paths)} vectors)", "merge": repr(spec)}
-            first_meta = readers[0].metadata
-            if first_meta.get("base_model"):
-                metadata["base_model"] = first_meta["base_model"]
-            dtypes = {str(t.dtype).replace("torch.", "") for t in out_layout.values()}
-            metadata["dtype"] = dtypes.pop() if len(dtypes) == 1 else "mixed"
-        else:
-            out_layout = {k: base_reader.meta(k) for k in base_reader.keys()}
-            floats = {k: t for k, t in out_layout.items() if is_arithmetic(t)}
-            check_compatible(layouts[0], floats, str(paths[0]), str(base))
-            metadata = {"merged_from": ",".join(Path(p).name for p in paths), "merge": repr(spec)}
-        # One scratch buffer per input, sized for the largest tensor, reused for every key.
-        largest = max((readers[0].nbytes(k) for k in layouts[0]), default=0)
-        scratch = [torch.empty(largest, dtype=torch.uint8) for _ in readers]
-        with torch.no_grad():
-            # A first pass (two reads per tensor for fp32) for the whole-vector trim.
-            thresholds = trim_thresholds(spec, layouts[0], lambda i, key: readers[i].get(key, scratch[i]),
-                                         len(readers))
-        writer = TensorFileWriter(out_path, out_layout, metadata,
-                                  inputs=[*paths, *([base] if base is not None else [])])
-        with torch.no_grad():
-            for key in out_layout:
-                if base_reader is not None and key not in layouts[0]:
-                    t = base_reader.get(key)  # an integer buffer or an uncovered tensor: copied as is
-                else:
-                    tensors = [r.get(key, buf) for r, buf in zip(readers, scratch)]
-                    stats.bytes_read += sum(t.numel() * t.element_size() for t in tensors)
-                    if base_reader is None:
-                        t = merge_tensor(key, tensors, spec, thresholds)
-                    else:
-                        t = base_reader.get(key)
-                        fused_combine(t, *update_terms(key, tensors, spec, thresholds), base=t)
-                    del tensors
-                writer.write(key, t)
-                stats.tensors += 1
-                stats.bytes_written += t.numel() * t.element_size()
-                del t
-        writer.close()
-        writer = None
-    finally:
-        if writer is not None:
-            writer.abort()
-        for r in readers:
-            r.close()
-        if base_reader is not None:
-            base_reader.close()
-    return stats
+    def plan(read, layout, n):
+        # A first pass (two reads per tensor for fp32) for the whole-vector trim.
+        thresholds = trim_thresholds(spec, layout, read, n)
+        return (lambda key, tensors: merge_tensor(key, tensors, spec, thresholds),
+                lambda key, tensors: update_terms(key, tensors, spec, thresholds))
 
+    return stream_merge(paths, out_path, plan, label=spec.name, detail=repr(spec), base=base, name=name)
+
+
+# ----------------------------------------------------------------------- as registered methods
+
+def _registered(name: str, citation: str, spec_of, defaults: dict, grid: dict, rule: str, notes=()) -> MergeMethod:
+    """A registry entry for one setting of the general method: ``spec_of(**hp)``
+    gives its :class:`MergeSpec`; files stream through :func:`merge_files`."""
+    return MergeMethod(
+        name=name, citation=citation, defaults=defaults, grid=grid, rule=rule, notes=tuple(notes),
+        whole=lambda vectors, stats, **hp: merge(vectors, spec_of(**hp)).state_dict(),
+        files=lambda paths, out_path, base, label, **hp: merge_files(paths, out_path, spec_of(**hp), base=base,
+                                                                     name=label),
+        check=lambda hp: spec_of(**hp), scales_by_lam=True,
+    )
+
+
+_LAMBDAS = steps(0.0, 1.0, 0.05)
+_TIES_LAMBDAS = steps(0.8, 1.8, 0.1)
+_DROPS = steps(0.1, 0.9, 0.1)
+_TA = "Ilharco et al., Editing Models with Task Arithmetic, ICLR 2023"
+_TIES = "Yadav et al., TIES-Merging: Resolving Interference When Merging Models, NeurIPS 2023"
+_DARE = "Yu et al., Language Models are Super Mario: Absorbing Abilities from Homologous Models as a Free Lunch, ICML 2024"
+
+TASK_ARITHMETIC = _registered(
+    "task-arithmetic", _TA,
+    lambda lam, weights: MergeSpec(weights=weights, lam=lam),
+    {"lam": 1.0, "weights": None}, {"lam": _LAMBDAS},
+    "lambda in {0, 0.05, ..., 1} maximizing mean validation accuracy over the tasks (Ilharco et al. 2023, Sec. 4)")
+
+TIES = _registered(
+    "ties", _TIES,
+    lambda lam, density, weights, trim_scope: MergeSpec(weights=weights, lam=lam, trim=density, consensus="sign",
+                                                        trim_scope=trim_scope),
+    {"lam": 1.0, "density": 0.2, "weights": None, "trim_scope": "vector"}, {"lam": _TIES_LAMBDAS},
+    "top-20% density (k = 20) and lambda in {0.8, 0.9, ..., 1.8} on validation (Yadav et al. 2023, Sec. 6)")
+
+DARE = _registered(
+    "dare", f"{_DARE}; merged by task arithmetic",
+    lambda lam, drop, seed, weights: MergeSpec(weights=weights, lam=lam, drop=drop, seed=seed),
+    {"lam": 1.0, "drop": 0.9, "seed": 0, "weights": None}, {"drop": _DROPS, "lam": _LAMBDAS},
+    "drop rate in {0.1, ..., 0.9} (Yu et al. 2024) and task arithmetic's lambda grid, on validation",
+    notes=("masks drawn from a seeded generator per tensor and vector, so a merge is reproducible",))
+
+DARE_TIES = _registered(
+    "dare-ties", f"{_DARE}; merged by TIES ({_TIES})",
+    lambda lam, drop, density, seed, weights: MergeSpec(weights=weights, lam=lam, drop=drop, trim=density,
+                                                        consensus="sign", seed=seed),
+    {"lam": 1.0, "drop": 0.9, "density": 0.2, "seed": 0, "weights": None}, {"drop": _DROPS, "lam": _TIES_LAMBDAS},
+    "drop rate in {0.1, ..., 0.9} (Yu et al. 2024), TIES's density 0.2 and lambda grid, on validation")
