@@ -1,0 +1,352 @@
+"""tvcore's own GPU paths beside a bare bf16 loop, in one run, as ratios.
+
+    python bench/gpu/run.py              # on a CUDA machine: ViT-B-32, under 8 minutes
+    python bench/gpu/run.py --smoke      # anywhere: the same code on the tiny model, seconds
+    bash bench/gpu/run.sh                # the device machine: installs carried wheels first
+
+Measured (images per second; FLOPs counted with ``FlopCounterMode``, MFU against
+the device's data-sheet bf16 peak):
+
+* bare training loops at the paper's batch (128): bf16 autocast, AdamW foreach,
+  fused, fused + ``torch.compile``, fused + CUDA graphs (compile mode
+  ``reduce-overhead``); every loop clips the gradient norm as the recipe does;
+* :func:`tvcore.finetune.finetune` on a pixel cache of uint8 images: eager and
+  with CUDA graphs, deterministic (math attention) and not; the result's
+  ``accel`` says what ran;
+* bare evaluation fp32 and bf16 at the device's batch, and tvcore's evaluation
+  (:class:`tvcore.data.loaders.EvalLoader` + :func:`tvcore.evaluate.run_classifier`);
+* ``tvcore eval`` end to end on 8,000 cached images (a generated MNIST tree and a
+  random ViT-B-32 weights file), its second run, when the cache exists.
+
+Ratios printed: tvcore fine-tuning / best bare loop, tvcore evaluation / bare bf16
+at the same batch. Random weights: throughput does not depend on the values.
+Nothing here asserts a time; a failing section prints its error and the rest run.
+Results go to ``--out`` (default ``$OUT`` or ``results/``) as ``gpu_bench.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
+
+from flops import forward_flops, peak_bf16, training_flops  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Size:
+    arch: str  # OpenCLIP name or config path
+    classes: int
+    train_batch: int
+    train_warmup: int  # steps before timing (compilation, CUDA graph recording)
+    train_steps: int  # timed steps
+    eval_batch: int
+    eval_images: int  # images in the evaluation cache
+    train_images: int  # images in the training cache
+    variants: tuple[str, ...]  # bare training loops
+    e2e_images: int  # tvcore eval end to end (0: skipped)
+
+
+FULL = Size("ViT-B-32", 10, 128, 15, 150, 1024, 8192, 4096,
+            ("foreach", "fused", "fused+compile", "fused+cudagraphs"), 8000)
+SMOKE = Size(str(ROOT / "fixtures" / "models" / "tvcore-tiny.json"), 10, 8, 1, 3, 16, 48, 32,
+             ("foreach", "fused"), 40)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, warmup: int, steps: int, device: torch.device) -> float:
+    """Seconds per call of ``fn`` over ``steps`` calls, after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    sync(device)
+    return (time.perf_counter() - t0) / steps
+
+
+def build_classifier(size: Size, device: torch.device):
+    """A random-init image encoder under a random frozen head, and its input size."""
+    from tvcore.models import ClassificationHead, ImageClassifier, load_model
+
+    torch.manual_seed(0)
+    loaded = load_model(size.arch)
+    encoder = loaded.image_encoder
+    image_size = encoder.image_size if hasattr(encoder, "image_size") else 224
+    image_size = image_size[0] if isinstance(image_size, (tuple, list)) else image_size
+    with torch.no_grad():
+        width = encoder(torch.zeros(1, 3, image_size, image_size)).shape[-1]
+    head = ClassificationHead(F.normalize(torch.randn(size.classes, width), dim=-1) * 100)
+    return ImageClassifier(encoder, head).to(device), image_size, loaded
+
+
+def pixel_cache(directory: Path, n: int, image_size: int, classes: int, seed: int):
+    """A pixel cache entry of ``n`` random uint8 images, written directly (no decoding)."""
+    from tvcore.data.cache import PixelCache, PixelTransform
+
+    rng = np.random.default_rng(seed)
+    path = directory / f"bench-{n}-{image_size}.u8"
+    shape = (n, 3, image_size, image_size)
+    with open(path, "wb") as fh:
+        for start in range(0, n, 256):
+            fh.write(rng.integers(0, 256, (min(256, n - start), *shape[1:]), dtype=np.uint8).tobytes())
+    labels = rng.integers(0, classes, n).astype(np.int64)
+    # OpenCLIP's normalization constants (OPENAI_DATASET_MEAN / STD).
+    pixels = PixelTransform(None, (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711),
+                            "bench: random pixels")
+    return PixelCache(path, shape, labels, pixels)
+
+
+# ------------------------------------------------------------------ training
+
+
+def bare_train(model, variant: str, size: Size, image_size: int, device: torch.device) -> dict:
+    """A bare bf16 training loop of ``model`` (a copy) on one fixed batch."""
+    model = copy.deepcopy(model).train()
+    params = [p for p in model.image_encoder.parameters()]
+    fused = variant.startswith("fused") and device.type == "cuda"
+    opt = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.1, **({"fused": True} if fused else {"foreach": True}))
+    forward = model
+    if variant.endswith("compile"):
+        forward = torch.compile(model)
+    elif variant.endswith("cudagraphs"):
+        forward = torch.compile(model, mode="reduce-overhead")
+    gen = torch.Generator(device="cpu").manual_seed(1)
+    images = torch.randn(size.train_batch, 3, image_size, image_size, generator=gen).to(device)
+    labels = torch.randint(0, size.classes, (size.train_batch,), generator=gen).to(device)
+    amp = device.type == "cuda"
+
+    def step():
+        if variant.endswith("cudagraphs"):
+            torch.compiler.cudagraph_mark_step_begin()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = forward(images)
+        loss = F.cross_entropy(logits.float(), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+
+    t0 = time.perf_counter()
+    per_step = timed(step, size.train_warmup, size.train_steps, device)
+    return {"images_per_s": size.train_batch / per_step, "setup_and_warmup_s": time.perf_counter() - t0
+            - per_step * size.train_steps}
+
+
+def tvcore_train(model, cache, compile_mode: str, deterministic: bool, size: Size, device: torch.device) -> dict:
+    """:func:`tvcore.finetune.finetune` on the cache; throughput after its first step."""
+    from tvcore.data.loaders import CachedTrain
+    from tvcore.finetune import Recipe, Speed, finetune
+
+    steps = size.train_warmup + size.train_steps
+    recipe = Recipe(batch_size=size.train_batch, steps=steps, warmup_steps=min(10, steps))
+    result = finetune(copy.deepcopy(model), CachedTrain(cache, 0), recipe, device=device, progress=False,
+                      deterministic=deterministic, speed=Speed(compile=compile_mode))
+    torch.use_deterministic_algorithms(False)
+    steady = (result.seconds - result.first_step_s) / max(1, steps - 1)
+    return {"images_per_s": size.train_batch / steady, "first_step_s": result.first_step_s,
+            "seconds": result.seconds, "accel": result.accel, "final_loss": result.log[-1]["loss"]}
+
+
+# ------------------------------------------------------------------ evaluation
+
+
+def bare_eval(model, precision: str, batch: int, image_size: int, device: torch.device, size: Size,
+              compiled: bool = False) -> dict:
+    model = copy.deepcopy(model).eval()
+    forward = torch.compile(model) if compiled else model
+    images = torch.randn(batch, 3, image_size, image_size, generator=torch.Generator().manual_seed(2)).to(device)
+    amp = precision == "bf16"
+
+    @torch.no_grad()
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            forward(images).argmax(-1)
+
+    per_batch = timed(step, 3, max(3, size.train_steps // 10), device)
+    return {"images_per_s": batch / per_batch, "batch": batch, "precision": precision, "compiled": compiled}
+
+
+def tvcore_eval(model, cache, batch: int, device: torch.device, precision: str = "auto") -> dict:
+    from tvcore.data.loaders import EvalLoader
+    from tvcore.evaluate import eval_precision, run_classifier
+
+    loader = EvalLoader(cache, device, batch)
+    run_classifier(model, loader, device, precision=precision)  # warm-up pass: page cache, kernels
+    sync(device)
+    t0 = time.perf_counter()
+    labels, preds = run_classifier(model, loader, device, precision=precision)
+    seconds = time.perf_counter() - t0
+    return {"images_per_s": len(labels) / seconds, "batch": batch, "precision": eval_precision(precision, device),
+            "images": int(len(labels))}
+
+
+def tvcore_eval_end_to_end(loaded, arch: str, images: int, device: torch.device, work: Path) -> dict:
+    """``tvcore eval MNIST`` on a generated tree of ``images`` test images and a
+    random weights file: wall seconds of a first run (cache built) and a second."""
+    from safetensors.torch import save_file
+
+    from fixtures.fake_trees import write_mnist_idx
+
+    root = work / "data"
+    write_mnist_idx(root, train_per_class=5, test_per_class=images // 10)
+    weights = work / "random-weights.safetensors"
+    save_file({k: v.contiguous() for k, v in loaded.model.state_dict().items()}, str(weights))
+    env = {**os.environ, "TVCORE_CACHE": str(work / "cache"), "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"}
+    out = {}
+    for run in ("first", "cached"):
+        cmd = [sys.executable, "-m", "tvcore", "eval", "MNIST", "--data-root", str(root), "--arch", arch,
+               "--weights", str(weights), "--device", device.type, "--results-dir", str(work / f"results-{run}"),
+               "--quiet"]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        out[f"{run}_s"] = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(f"tvcore eval exited {proc.returncode}: {proc.stderr.strip()[-400:]}")
+        record = json.loads((work / f"results-{run}" / "eval-MNIST-test.json").read_text())
+        out[f"{run}_timings"] = record.get("timings")
+    return out
+
+
+# ------------------------------------------------------------------ the run
+
+
+def run(size: Size, device: torch.device, budget_s: float, work: Path) -> dict:
+    t_start = time.perf_counter()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    out: dict = {"device": name, "torch": torch.__version__, "size": size.__dict__, "sections": {}, "errors": {}}
+
+    def section(key: str, fn):
+        if time.perf_counter() - t_start > budget_s:
+            out["errors"][key] = "skipped: over the time budget"
+            print(f"[skip] {key}: over the {budget_s:.0f} s budget", flush=True)
+            return None
+        t0 = time.perf_counter()
+        try:
+            value = fn()
+        except Exception as exc:  # noqa: BLE001 - a broken section must not cost the others
+            out["errors"][key] = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+            return None
+        finally:
+            torch._dynamo.reset() if hasattr(torch, "_dynamo") else None
+        out["sections"][key] = value
+        print(f"[{time.perf_counter() - t0:6.1f} s] {key}: {json.dumps(value, default=str)}", flush=True)
+        return value
+
+    model, image_size, loaded = build_classifier(size, device)
+    probe = torch.randn(2, 3, image_size, image_size, device=device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        section("flops", lambda: {"forward_per_image": forward_flops(model.eval(), probe),
+                                  "train_step_per_image": training_flops(model.train(), probe,
+                                                                         torch.zeros(2, dtype=torch.long,
+                                                                                     device=device))})
+    train_cache = pixel_cache(work, size.train_images, image_size, size.classes, 0)
+    eval_cache = pixel_cache(work, size.eval_images, image_size, size.classes, 1)
+
+    for variant in size.variants:
+        section(f"train.bare.{variant}", lambda v=variant: bare_train(model, v, size, image_size, device))
+    compiled = ("off", "cudagraphs") if device.type == "cuda" else ("off",)
+    for mode in compiled:
+        section(f"train.tvcore.{mode}.deterministic", lambda m=mode: tvcore_train(model, train_cache, m, True, size,
+                                                                                   device))
+    if device.type == "cuda":
+        section("train.tvcore.cudagraphs.nondeterministic",
+                lambda: tvcore_train(model, train_cache, "cudagraphs", False, size, device))
+
+    section("eval.bare.fp32", lambda: bare_eval(model, "fp32", size.eval_batch // 2, image_size, device, size))
+    section("eval.bare.bf16", lambda: bare_eval(model, "bf16", size.eval_batch, image_size, device, size))
+    if device.type == "cuda":
+        section("eval.bare.bf16.compiled",
+                lambda: bare_eval(model, "bf16", size.eval_batch, image_size, device, size, compiled=True))
+    from tvcore.evaluator import eval_batch_size
+
+    tv_batch = eval_batch_size(device) if device.type == "cuda" else size.eval_batch
+    section("eval.tvcore.auto", lambda: tvcore_eval(model, eval_cache, tv_batch, device))
+    if size.e2e_images:
+        section("eval.tvcore.end_to_end", lambda: tvcore_eval_end_to_end(loaded, size.arch, size.e2e_images, device,
+                                                                          work))
+
+    out["ratios"] = ratios(out["sections"], device)
+    out["wall_s"] = time.perf_counter() - t_start
+    return out
+
+
+def ratios(sections: dict, device: torch.device) -> dict:
+    def rate(key):
+        return (sections.get(key) or {}).get("images_per_s")
+
+    bare_train_rates = {k: rate(k) for k in sections if k.startswith("train.bare.") and rate(k)}
+    best_key = max(bare_train_rates, key=bare_train_rates.get, default=None)
+    out = {"best_bare_train": best_key}
+    flops = sections.get("flops") or {}
+    peak = peak_bf16(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
+    for key in sections:
+        r = rate(key)
+        if not r:
+            continue
+        if key.startswith("train.tvcore.") and best_key:
+            out[f"{key} / best bare"] = r / bare_train_rates[best_key]
+        per_image = flops.get("train_step_per_image" if key.startswith("train.") else "forward_per_image")
+        if per_image:
+            out[f"{key} TFLOP/s"] = r * per_image / 1e12
+            if peak:
+                out[f"{key} MFU"] = r * per_image / peak
+    bf16, tv = rate("eval.bare.bf16"), rate("eval.tvcore.auto")
+    if bf16 and tv:
+        out["eval.tvcore.auto / bare bf16"] = tv / bf16
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="the tiny model on the CPU, a few steps (seconds)")
+    parser.add_argument("--out", default=os.environ.get("OUT") or "results", help="folder for gpu_bench.json")
+    parser.add_argument("--budget-s", type=float, default=420.0,
+                        help="sections starting after this many seconds are skipped (default 420: 7 minutes)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        size, device = SMOKE, torch.device("cpu")
+    elif not torch.cuda.is_available():
+        print("bench/gpu/run.py: no CUDA device here; skipped (run with --smoke for the CPU check)")
+        return 0
+    else:
+        size, device = FULL, torch.device("cuda")
+    with tempfile.TemporaryDirectory(prefix="tvcore-gpu-bench-") as tmp:
+        result = run(size, device, args.budget_s, Path(tmp))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gpu_bench.json").write_text(json.dumps(result, indent=2, default=str))
+    print(f"\n{result['device']} (torch {result['torch']}), {result['wall_s']:.0f} s")
+    for key, value in result["ratios"].items():
+        print(f"  {key}: {value:.3f}" if isinstance(value, float) else f"  {key}: {value}")
+    for key, err in result["errors"].items():
+        print(f"  ERROR {key}: {err}")
+    print(f"written: {out / 'gpu_bench.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

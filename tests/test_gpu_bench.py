@@ -1,0 +1,60 @@
+"""The device script bench/gpu/run.py: its CPU smoke mode runs every section of the
+GPU run on the tiny model, and without CUDA the full run skips cleanly."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "gpu" / "run.py"
+
+
+@pytest.fixture(scope="module")
+def gpu_bench():
+    spec = importlib.util.spec_from_file_location("tvcore_gpu_bench", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def smoke(gpu_bench, tmp_path_factory):
+    out = tmp_path_factory.mktemp("gpu-bench")
+    assert gpu_bench.main(["--smoke", "--out", str(out)]) == 0
+    return json.loads((out / "gpu_bench.json").read_text())
+
+
+def test_smoke_runs_every_cpu_section_without_error(smoke):
+    assert smoke["errors"] == {}
+    assert set(smoke["sections"]) == {"flops", "train.bare.foreach", "train.bare.fused",
+                                      "train.tvcore.off.deterministic", "eval.bare.fp32", "eval.bare.bf16",
+                                      "eval.tvcore.auto", "eval.tvcore.end_to_end"}
+
+
+def test_smoke_prints_tvcore_over_bare_ratios(smoke):
+    ratios = smoke["ratios"]
+    assert ratios["train.tvcore.off.deterministic / best bare"] > 0
+    assert ratios["eval.tvcore.auto / bare bf16"] > 0
+
+
+def test_flops_are_counted_a_training_step_near_three_forwards(smoke):
+    """A backward costs about two forwards (gradients of activations and of weights)."""
+    flops = smoke["sections"]["flops"]
+    assert 2.5 < flops["train_step_per_image"] / flops["forward_per_image"] < 3.5
+
+
+def test_tvcore_eval_end_to_end_runs_twice_on_the_cached_split(smoke):
+    e2e = smoke["sections"]["eval.tvcore.end_to_end"]
+    assert e2e["first_s"] > 0 and e2e["cached_s"] > 0 and "load_model_s" in e2e["cached_timings"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the skip where no CUDA device is present")
+def test_without_cuda_the_full_run_skips_cleanly(gpu_bench, tmp_path, capsys):
+    assert gpu_bench.main(["--out", str(tmp_path)]) == 0
+    assert "no CUDA device" in capsys.readouterr().out and not (tmp_path / "gpu_bench.json").exists()
