@@ -1,15 +1,15 @@
 """The real suites: OpenCLIP ViT-B-32 on Mini-DDSM and on the paper's eight tasks,
 judged against the published numbers (tvcore.references) by tvcore.verdicts.
 
-A reference is reproduced when measured - reference lies within a margin that
-counts both test sets' sampling error (with the case-level design effect where
-the test set holds several images per case), a stated allowance for training
-variance, and the number of checks in the suite (Sidak, family-wise 5%); the
-findings (directions, one model beating another) are one-sided checks in the same
-family. Simulated exact replications fail each suite at most 5% of the time
-(tests/test_verdicts.py). Each verdict, with the per-task reference table, is
-printed at the end of the session and written beside the record as
-``<case>.verdict.json``.
+Each verdict has three outcomes: *reproduced* (every asserted check's interval
+lies inside its claim: the test passes), *contradicted* (some check's data exclude
+the claim: the test fails) and *inconclusive* (the test set or the training spread
+cannot tell: the test is marked xfail with the check that could not decide and
+the test size that would). Simulated exact replications are contradicted at most
+5% of the time and the named wrong results are reproduced at most 10% of the time
+(tests/test_verdicts.py; the README's table). Each verdict, with the per-task
+reference table, is printed at the end of the session and written beside the
+record as ``<case>.verdict.json``.
 
 The suites need the real data and weights and skip with one line that says what
 to provide.
@@ -86,16 +86,20 @@ def judged(runs, options, suite: str, verdict_of) -> verdicts.Verdict:
     return verdict
 
 
-def test_birads_reproduces_the_experiment(tvcore_runs, tvcore_options):
-    v = judged(tvcore_runs, tvcore_options, "birads-vit-b-32", verdicts.birads_verdict)
+def conclude(v: verdicts.Verdict) -> None:
+    """Pass on reproduced, fail on contradicted, xfail (never pass) on inconclusive."""
+    if v.outcome == verdicts.INCONCLUSIVE:
+        pytest.xfail(v.failure_message().replace("\n", "; "))
     assert v.passed, v.failure_message()
+
+
+def test_birads_reproduces_the_experiment(tvcore_runs, tvcore_options):
+    conclude(judged(tvcore_runs, tvcore_options, "birads-vit-b-32", verdicts.birads_verdict))
 
 
 def test_negation_reproduces_table_1(tvcore_runs, tvcore_options):
-    v = judged(tvcore_runs, tvcore_options, "negation-vit-b-32", verdicts.negation_verdict)
-    assert v.passed, v.failure_message()
+    conclude(judged(tvcore_runs, tvcore_options, "negation-vit-b-32", verdicts.negation_verdict))
 
 
 def test_addition_reproduces_task_arithmetic(tvcore_runs, tvcore_options):
-    v = judged(tvcore_runs, tvcore_options, "addition-vit-b-32", verdicts.addition_verdict)
-    assert v.passed, v.failure_message()
+    conclude(judged(tvcore_runs, tvcore_options, "addition-vit-b-32", verdicts.addition_verdict))

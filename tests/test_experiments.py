@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from tvcore import verdicts
 from tvcore.experiments import BiradsConfig, Context, run_suite
 from tvcore.experiments.common import TINY, grid, load_task
 from tvcore.experiments.negation import choose_lambda
@@ -46,6 +47,22 @@ def test_birads_experiment_on_a_generated_mini_ddsm_tree(mini_ddsm_full, tmp_pat
     assert rec["selection"]["split"] == "val"
     assert set(rec["split_hashes"]) >= {"mini-ddsm/baseline:test", "mini-ddsm/focus-5:val"}
     json.dumps(rec, default=str)  # a record is JSON
+
+
+def test_birads_record_holds_what_its_verdict_and_controls_need(mini_ddsm_full, tmp_path):
+    data_root = tmp_path / "data"
+    data_root.mkdir()
+    (data_root / "mini-ddsm").symlink_to(mini_ddsm_full, target_is_directory=True)
+    ctx = Context(TINY, QUICK, data_root=str(data_root), progress=False, head_cache=str(tmp_path / "heads"))
+    from tvcore.experiments import Suite
+    from tvcore.stats import CLUSTERED
+
+    rec = run_suite(Suite("birads-fake", "birads", BiradsConfig(alphas=[0.0, 0.5, 1.0]), TINY, QUICK), ctx)
+    assert set(rec["controls"]["prior_shift"]["at"]) == {"chosen", "fixed"}          # matched at alpha 1 too
+    assert rec["controls"]["prior_shift"]["at"]["fixed"]["alpha"] == 1.0
+    assert rec["paired_tests"]["fixed"]["test"] == CLUSTERED                         # 4 views per case
+    assert {"overall", "BI-RADS 5"} <= set(rec["trend"]) and rec["trend"]["overall"]["alphas"] == [0.0, 0.5, 1.0]
+    assert verdicts.birads_verdict(rec).outcome in (verdicts.REPRODUCED, verdicts.CONTRADICTED, verdicts.INCONCLUSIVE)
 
 
 def test_tasks_resolve_by_name(tmp_path):
