@@ -59,13 +59,16 @@ def birads_report(record: Mapping) -> str:
                 for c in controls["random_vector"]["sweep"]]
         out.append("control: a random vector with E's per-tensor norms (test)")
         out.append(tabulate(rows, headers=["alpha", "overall", *names], tablefmt="github"))
-        prior = controls["prior_shift"]
-        out.append(f"control: prior shift (bias {prior['bias']:.3g} on {names[-1]}, matched on val recall "
-                   f"{pct(prior['matched_val_recall'])}%): test overall {pct(prior['test']['overall']['value'])}%, "
-                   f"{names[-1]} {pct(prior['test']['per_class'].get(names[-1], {}).get('value'))}%")
+        shifts = controls["prior_shift"].get("at") or {"chosen": controls["prior_shift"]}
+        for label, prior in shifts.items():
+            out.append(f"control: prior shift matched at the {label} alpha {prior.get('alpha', 0):g} (bias "
+                       f"{prior['bias']:.3g} on {names[-1]}, val recall {pct(prior['matched_val_recall'])}%): test "
+                       f"overall {pct(prior['test']['overall']['value'])}%, "
+                       f"{names[-1]} {pct(prior['test']['per_class'].get(names[-1], {}).get('value'))}%")
     for label, t in record.get("paired_tests", {}).items():
-        out.append(f"McNemar (exact), enhanced at alpha {t['alpha']:g} ({label}) vs baseline: enhanced-only right "
-                   f"{t['only_a_correct']}, baseline-only right {t['only_b_correct']}, p = {t['p_value']:.3g}")
+        out.append(f"{t.get('test', 'exact McNemar')}, enhanced at alpha {t['alpha']:g} ({label}) vs baseline: "
+                   f"enhanced-only right {t['only_a_correct']}, baseline-only right {t['only_b_correct']}, "
+                   f"p = {t['p_value']:.3g}")
     if record.get("leak_check"):
         lc = record["leak_check"]
         out.append(f"leak check across {len(lc['tasks'])} tasks: {lc['result']} ({lc['judged_cases']} judged cases "

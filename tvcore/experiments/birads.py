@@ -14,8 +14,14 @@ Is a gain on the minority grade more than a shift of the decision boundary? Besi
 
 * a random vector with E's per-tensor norms (seeded): what any edit of that size does;
 * a prior shift: the baseline's logits with a bias on the minority class, the bias
-  chosen on validation to match the enhanced model's minority recall there;
-* the exact McNemar test of enhanced vs baseline on the same test images.
+  chosen on validation to match the enhanced model's minority recall there, at
+  the chosen alpha and at the fixed alpha = 1.0;
+* McNemar's test of enhanced vs baseline on the same test images, with the case
+  as unit (clustered when a case holds several views; the record names the test).
+
+The experiment's claim is judged within the run: paired counts of grade 5 and
+overall correctness at alpha 0 and 1.0 (``paired``), and the sweep's direction as
+a case-level slope of correctness on alpha (``trend``).
 
 Alpha is chosen on validation by balanced accuracy (predicting the minority grade
 everywhere would win a minority-recall rule); the experiment's own table is at
@@ -30,7 +36,8 @@ import numpy as np
 import torch
 
 from ..data.protocols import check_no_leak_across
-from ..evaluate import mcnemar_exact, paired_change
+from ..evaluate import paired_change
+from ..stats import paired_mcnemar, paired_trend
 from ..vectors import TaskVector
 from .common import Context, split_fingerprints
 
@@ -116,35 +123,52 @@ def run(config: BiradsConfig, ctx: Context) -> dict:
     best = max(sweep, key=lambda r: (r["val"]["balanced_accuracy"], -r["alpha"]))
     chosen = best["alpha"]
 
-    # The prior shift, matched on validation minority recall at the chosen alpha.
+    # The prior shift, matched on validation minority recall at the chosen alpha and
+    # at the fixed alpha (where the chosen alpha is 0, the first is the baseline itself).
     ctx.load(baseline_state)
     val_labels, val_logits = ctx.evaluator.scores(config.baseline, "val")
     test_labels, test_logits = ctx.evaluator.scores(config.baseline, "test")
-    target = best["val"]["per_class"][names[minority]]["value"] if names[minority] in best["val"]["per_class"] else 0
-    bias = prior_shift_bias(val_labels, val_logits, minority, target)
-    shifted = test_logits.copy()
-    shifted[:, minority] += bias
-    prior = ctx.evaluator.metrics(config.baseline, "test", test_labels, shifted.argmax(axis=1))
+
+    def prior_shift(row: dict) -> dict:
+        per_class = row["val"]["per_class"]
+        target = per_class[names[minority]]["value"] if names[minority] in per_class else 0.0
+        bias = prior_shift_bias(val_labels, val_logits, minority, target)
+        shifted = test_logits.copy()
+        shifted[:, minority] += bias
+        prior = ctx.evaluator.metrics(config.baseline, "test", test_labels, shifted.argmax(axis=1))
+        return {"alpha": row["alpha"], "bias": bias, "matched_val_recall": target, "test": prior.as_dict()}
+
+    fixed_row = next((r for r in sweep if r["alpha"] == config.report_alpha), None)
+    prior_shifts = {"chosen": prior_shift(best)}
+    if fixed_row is not None:
+        prior_shifts["fixed"] = prior_shift(fixed_row)
+
+    cases = np.array([s.case for s in ctx.task(config.baseline)["test"].samples])
 
     def paired(alpha: float) -> dict:
         enhanced_ok = test_preds[alpha] == labels_test
         baseline_ok = test_preds[0.0] == labels_test
-        return {"alpha": alpha, **mcnemar_exact(enhanced_ok, baseline_ok).as_dict(),
+        return {"alpha": alpha, **paired_mcnemar(enhanced_ok, baseline_ok, cases).as_dict(),
                 "reading": "only_a_correct: enhanced right, baseline wrong; only_b_correct: the reverse"}
 
     paired_tests = {"chosen": paired(chosen)}
-    # Paired counts for the reference checks: the same test images at alpha 0 and
-    # at the experiment's fixed alpha, overall and on the minority grade.
-    paired_counts = {}
+    # Paired counts for the verdict: the same test images at alpha 0 and at the
+    # experiment's fixed alpha, overall and on the minority grade; and the sweep's
+    # direction from 0 to the fixed alpha, case-level.
+    paired_counts, trend = {}, {}
+    mask = labels_test == minority
     if config.report_alpha in test_preds:
         paired_tests["fixed"] = paired(config.report_alpha)
-        cases = np.array([s.case for s in ctx.task(config.baseline)["test"].samples])
         base_ok, enh_ok = test_preds[0.0] == labels_test, test_preds[config.report_alpha] == labels_test
         fixed = f"enhanced[alpha={config.report_alpha:g}]"
         paired_counts[f"{fixed}.overall vs baseline.overall"] = paired_change(base_ok, enh_ok, cases)
-        mask = labels_test == minority
         paired_counts[f"{fixed}.class[{names[minority]}] vs baseline.class[{names[minority]}]"] = paired_change(
             base_ok[mask], enh_ok[mask], cases[mask])
+        grid = sorted(a for a in test_preds if 0.0 <= a <= config.report_alpha)
+        correct = np.stack([test_preds[a] == labels_test for a in grid])
+        trend["overall"] = paired_trend(correct, grid, cases)
+        if mask.any():
+            trend[names[minority]] = paired_trend(correct[:, mask], grid, cases[mask])
     return {
         "experiment": "birads",
         "config": asdict(config),
@@ -159,11 +183,12 @@ def run(config: BiradsConfig, ctx: Context) -> dict:
             "random_vector": {"what": "Gaussian noise with E's per-tensor norms, same alphas",
                               "seed": config.control_seed, "sweep": controls},
             "prior_shift": {"what": "baseline logits + bias on the minority class, bias chosen on val to match "
-                                    "the enhanced model's val minority recall at the chosen alpha",
-                            "bias": bias, "matched_val_recall": target, "test": prior.as_dict()},
+                                    "the enhanced model's val minority recall at the chosen and at the fixed alpha",
+                            **prior_shifts["chosen"], "at": prior_shifts},
         },
         "paired_tests": paired_tests,
         "paired": paired_counts,
+        "trend": trend,
         "leak_check": leak_check,
         "vector_norms": {"baseline": tau_base.norm(), "focus_low": tau_low.norm(), "focus_high": tau_high.norm(),
                          "enhancement": enhancement.norm(), "random control": control.norm(),
