@@ -189,6 +189,12 @@ def _run(args) -> int:
     ctx = context_for(suite, device=args.device, data_root=args.data_root, weights=args.weights,
                       progress=not args.quiet, seed=args.seed, results_dir=args.results_dir,
                       rehearsal=args.rehearsal, **context_options(args.workers, args.pool, args.fresh, args.finetuned))
+    ctx.evaluator.set_precision(args.precision)
+    if args.plan:
+        from .plan import plan_suite
+
+        print(plan_suite(suite, ctx).render())
+        return 0
     record, path = run_and_record(suite, ctx, args.suite, args.results_dir, args.seed)
     print(report.render(record))
     print(f"record: {path}\nplot: {path.with_suffix('.png')}")
@@ -231,6 +237,7 @@ def _eval(args) -> int:
     suite = Suite(case, "eval", EvalConfig(args.task, args.split, args.vector, args.alpha), spec, Recipe())
     ctx = context_for(suite, device=args.device, data_root=args.data_root, progress=not args.quiet,
                       **context_options(args.workers, None, False, None))
+    ctx.evaluator.set_precision(args.precision)
     record, path = run_and_record(suite, ctx, case, args.results_dir)
     print(report.render(record))
     print(f"record: {path}")
@@ -360,6 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--rehearsal", action="store_true",
                      help="a dry run: the same code with capped splits, a few fine-tuning steps and a 3-point grid")
+    run.add_argument("--plan", action="store_true",
+                     help="print the fine-tuning steps, images evaluated, pixel-cache size and a wall time "
+                          "predicted from a few steps timed on this device, then exit without running")
+    run.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                     help="evaluation arithmetic (default auto: bf16 autocast on CUDA, fp32 elsewhere)")
     add_run_options(run.add_argument)
     run.set_defaults(func=_run)
 
@@ -395,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--results-dir", default="results")
     ev.add_argument("--name", help="the record's case name (default eval-<task>-<split>)")
     ev.add_argument("--quiet", action="store_true")
+    ev.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                    help="evaluation arithmetic (default auto: bf16 autocast on CUDA, fp32 elsewhere)")
     ev.set_defaults(func=_eval)
 
     compare = sub.add_parser("compare", help="do two result records agree, metric by metric?")

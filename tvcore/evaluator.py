@@ -51,6 +51,10 @@ class Evaluator:
         self.precision = eval_precision(precision, device)
         self._classifiers: dict[str, ImageClassifier] = {}
 
+    def set_precision(self, precision: str) -> None:
+        """Evaluate from now on in ``precision`` ("auto", "fp32" or "bf16")."""
+        self.precision = eval_precision(precision, self.device)
+
     def describe(self) -> dict:
         """What a record says about evaluation: its arithmetic and batch."""
         return {"precision": self.precision, "batch_size": self.tasks.batch_size, "device": str(self.device)}

@@ -1,0 +1,254 @@
+"""What a suite will cost, known before it runs: fine-tuning steps, images
+evaluated, pixel-cache bytes, and a wall time predicted from a few steps timed on
+this device (``tvcore run <suite> --plan``).
+
+The counts come from the suite's own experiment function run over a context whose
+fine-tuning and evaluation only count: each fine-tune the run would do (an entry
+already in the pool costs none) returns a small random vector instead of training,
+and each evaluation returns the split's labels instead of reading a pixel. So the
+plan follows the experiment's real schedule (every sweep point, every Table 1
+row) without reading the experiment's code twice. The times are then measured on
+the suite's model: fine-tuning steps at the recipe's batch, evaluation batches at
+the evaluator's batch and precision, and the decoding of a few images into the
+cache. Compilation (CUDA graphs for long CUDA runs) is not timed: the prediction
+uses eager steps, an upper bound where compilation holds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data.cache import PixelTransform, _default_root, cache_key
+from .pool import ENCODER_FILE
+
+TIMED_STEPS = 3  # fine-tuning steps timed after a first (warm-up) step
+DECODED = 4  # images decoded to time the cache build
+
+
+@dataclass
+class Plan:
+    suite: str
+    device: str
+    finetunes: list[dict] = field(default_factory=list)  # label, task, steps, batch, source
+    evaluated: dict[tuple[str, str], int] = field(default_factory=dict)  # (task, split) -> images over all passes
+    cache: dict[tuple[str, str], dict] = field(default_factory=dict)  # (task, split) -> images, bytes, cached
+    load_model_s: float = 0.0
+    step_s: float | None = None  # seconds per fine-tuning step, eager
+    eval_image_s: float | None = None  # seconds per evaluated image
+    decode_image_s: float | None = None  # seconds per image decoded into the cache, per worker
+    workers: int = 0
+
+    @property
+    def steps(self) -> int:
+        return sum(f["steps"] for f in self.finetunes)
+
+    @property
+    def images_evaluated(self) -> int:
+        return sum(self.evaluated.values())
+
+    @property
+    def cache_bytes(self) -> int:
+        return sum(c["bytes"] for c in self.cache.values())
+
+    @property
+    def images_to_decode(self) -> int:
+        return sum(c["images"] for c in self.cache.values() if not c["cached"])
+
+    def predicted_s(self) -> dict[str, float]:
+        parts = {"load_model": self.load_model_s,
+                 "finetune": self.steps * (self.step_s or 0.0),
+                 "evaluate": self.images_evaluated * (self.eval_image_s or 0.0),
+                 "cache_build": self.images_to_decode * (self.decode_image_s or 0.0) / max(1, self.workers)}
+        return {**parts, "total": sum(parts.values())}
+
+    def as_dict(self) -> dict:
+        return {"suite": self.suite, "device": self.device, "finetunes": self.finetunes,
+                "finetune_steps": self.steps, "images_evaluated": self.images_evaluated,
+                "pixel_cache_bytes": self.cache_bytes, "images_to_decode": self.images_to_decode,
+                "step_s": self.step_s, "eval_image_s": self.eval_image_s, "decode_image_s": self.decode_image_s,
+                "predicted_s": self.predicted_s()}
+
+    def render(self) -> str:
+        trained = [f for f in self.finetunes if f["steps"]]
+        batches = sorted({f["batch"] for f in trained})
+        t = self.predicted_s()
+        lines = [
+            f"plan: {self.suite} on {self.device}",
+            f"fine-tunes: {len(self.finetunes)} vectors, {len(trained)} to train "
+            f"({len(self.finetunes) - len(trained)} from the pool or a folder); {self.steps:,} steps"
+            + (f" at batch {', '.join(map(str, batches))}" if batches else ""),
+            f"images evaluated: {self.images_evaluated:,} over {len(self.evaluated)} splits",
+            f"pixel cache: {_size(self.cache_bytes)} over {len(self.cache)} splits; {self.images_to_decode:,} "
+            "images to decode",
+            "timed here: " + ", ".join(s for s in (
+                f"{self.step_s:.3f} s per fine-tuning step (eager)" if self.step_s is not None else None,
+                f"{1 / self.eval_image_s:,.0f} images/s evaluated" if self.eval_image_s else None,
+                f"{1e3 * self.decode_image_s:.1f} ms per image decoded" if self.decode_image_s is not None else None,
+            ) if s),
+            f"predicted wall time: {_duration(t['total'])} (model {_duration(t['load_model'])}, fine-tuning "
+            f"{_duration(t['finetune'])}, evaluation {_duration(t['evaluate'])}, cache {_duration(t['cache_build'])})",
+        ]
+        return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h} h {m:02d} min" if h else (f"{m} min {s:02d} s" if m else f"{s} s")
+
+
+# ------------------------------------------------------------------ counting
+
+
+def _count(plan: Plan, suite, ctx) -> None:
+    """Run the suite's experiment over ``ctx`` with fine-tuning and evaluation
+    replaced by counters (on this context only)."""
+    from .experiments import RUNNERS
+
+    pool, tasks = ctx.pool, ctx.tasks
+    pixels = PixelTransform.of(pool.loaded.preprocess_val)
+    gen = torch.Generator().manual_seed(0)
+
+    def need_cache(task_name: str, split_name: str) -> None:
+        if (task_name, split_name) in plan.cache:
+            return
+        split = tasks.task(task_name)[split_name]
+        row = _row_bytes(split, pixels)
+        root = Path(tasks.pixel_cache) if tasks.pixel_cache is not None else _default_root()
+        # An entry is complete when its metadata is there (written last); see PixelCache.build.
+        cached = (root / f"{cache_key(split, pixels)}.json").is_file()
+        plan.cache[task_name, split_name] = {"images": len(split), "bytes": len(split) * row, "cached": cached}
+
+    def finetuned_state(task_name, task_pool, recipe, from_folder=True):
+        source, steps = "plan", 0
+        if pool.finetuned is not None and from_folder:
+            source = "folder"
+        else:
+            key = pool.key(task_name, task_pool, recipe)
+            entry = pool.entry_dir(task_name, key)
+            if entry is not None and (entry / ENCODER_FILE).is_file() and not pool.fresh:
+                source = "pool"
+            else:
+                steps = recipe.total_steps(len(task_pool.task(task_name)["train"]))
+                if not recipe.augment:
+                    need_cache(task_name, "train")
+        plan.finetunes.append({"task": task_name, "steps": steps, "batch": recipe.batch_size, "source": source,
+                               "objective": recipe.objective})
+        state = {k: v + 1e-3 * torch.randn(v.shape, generator=gen).to(v.dtype) if v.is_floating_point() else v
+                 for k, v in pool.pretrained_state.items()}
+        return state, {"source": "plan"}
+
+    def labels_of(task_name: str, split_name: str) -> np.ndarray:
+        split = tasks.task(task_name)[split_name]
+        plan.evaluated[task_name, split_name] = plan.evaluated.get((task_name, split_name), 0) + len(split)
+        need_cache(task_name, split_name)
+        return np.asarray(split.labels, dtype=np.int64)
+
+    def predictions(task_name, split_name):
+        labels = labels_of(task_name, split_name)
+        return labels, labels.copy()
+
+    def scores(task_name, split_name):
+        labels = labels_of(task_name, split_name)
+        logits = np.zeros((len(labels), len(tasks.task(task_name).class_names)), dtype=np.float32)
+        logits[np.arange(len(labels)), labels] = 1.0
+        return labels, logits
+
+    pool._finetuned_state = finetuned_state
+    ctx.evaluator.predictions = predictions
+    ctx.evaluator.scores = scores
+    RUNNERS[suite.experiment](suite.config, ctx)
+
+
+def _row_bytes(split, pixels: PixelTransform) -> int:
+    """Bytes of one cached image: the geometric transform's output size (the first
+    image, decoded once)."""
+    import torchvision.transforms.functional as TF
+
+    image = pixels.geometric(split.samples[0].load())
+    return int(np.prod(TF.pil_to_tensor(image).shape))
+
+
+# ------------------------------------------------------------------ timing
+
+
+def _time_steps(plan: Plan, ctx, recipe) -> None:
+    import copy
+
+    from .finetune import finetune
+    from .models import ClassificationHead, ImageClassifier
+
+    loaded = ctx.pool.loaded
+    encoder = copy.deepcopy(loaded.image_encoder)
+    shape = _input_shape(loaded)
+    with torch.no_grad():
+        width = encoder(torch.zeros(1, *shape)).shape[-1]
+    gen = torch.Generator().manual_seed(0)
+    head = ClassificationHead(torch.nn.functional.normalize(torch.randn(10, width, generator=gen), dim=-1))
+    batch = recipe.batch_size
+    data = torch.utils.data.TensorDataset(torch.randn(batch, *shape, generator=gen),
+                                          torch.randint(0, 10, (batch,), generator=gen))
+    timed = recipe.with_(steps=1 + TIMED_STEPS, epochs=None, warmup_steps=1)
+    result = finetune(ImageClassifier(encoder, head), data, timed, device=ctx.device, progress=False)
+    plan.step_s = (result.seconds - result.first_step_s) / TIMED_STEPS
+
+    # Evaluation: two passes over a few batches at the evaluator's batch and precision.
+    from .evaluate import run_classifier
+
+    clf = ImageClassifier(encoder, head).to(ctx.device).eval()
+    size = ctx.tasks.batch_size
+    batches = [(torch.randn(size, *shape, generator=gen).to(ctx.device), torch.zeros(size, dtype=torch.long))
+               for _ in range(2)]
+    run_classifier(clf, batches, ctx.device, precision=ctx.evaluator.precision)
+    t0 = time.perf_counter()
+    run_classifier(clf, batches, ctx.device, precision=ctx.evaluator.precision)
+    plan.eval_image_s = (time.perf_counter() - t0) / (2 * size)
+
+
+def _input_shape(loaded) -> tuple[int, int, int]:
+    size = getattr(loaded.image_encoder, "image_size", 224)
+    size = size if isinstance(size, (tuple, list)) else (size, size)
+    return (3, *size)
+
+
+def _time_decoding(plan: Plan, ctx) -> None:
+    pixels = PixelTransform.of(ctx.pool.loaded.preprocess_val)
+    samples = []
+    for task_name, split_name in plan.cache:
+        samples += ctx.tasks.task(task_name)[split_name].samples[:DECODED - len(samples)]
+        if len(samples) >= DECODED:
+            break
+    if not samples:
+        return
+    t0 = time.perf_counter()
+    for sample in samples:
+        pixels.geometric(sample.load())
+    plan.decode_image_s = (time.perf_counter() - t0) / len(samples)
+
+
+def plan_suite(suite, ctx) -> Plan:
+    """The plan of ``suite`` over ``ctx`` (a context built as the run would build
+    it). ``ctx`` is spent: its pool and evaluator count rather than work."""
+    plan = Plan(suite.name, str(ctx.device), load_model_s=ctx.timings.get("load_model_s", 0.0), workers=ctx.workers)
+    _count(plan, suite, ctx)
+    trained = [f for f in plan.finetunes if f["steps"]]
+    if trained:
+        _time_steps(plan, ctx, ctx.recipe.with_(batch_size=max(f["batch"] for f in trained)))
+    else:
+        _time_steps(plan, ctx, ctx.recipe.with_(steps=1 + TIMED_STEPS))
+    _time_decoding(plan, ctx)
+    return plan
