@@ -73,3 +73,14 @@ def test_the_record_says_which_precision_ran():
 
     ctx = Context(TINY, Recipe(), progress=False, eval_precision="bf16")
     assert ctx.describe()["evaluation"] == {"precision": "bf16", "batch_size": CPU_BATCH, "device": "cpu"}
+
+
+def test_tvcore_eval_records_the_precision_asked_for(tmp_path, capsys):
+    import json
+
+    from tvcore.cli import main
+
+    code = main(["eval", "digits/upright", "--arch", TINY.arch, "--weights", TINY.pretrained, "--precision", "bf16",
+                 "--workers", "0", "--quiet", "--results-dir", str(tmp_path)])
+    record = json.loads((tmp_path / "eval-digits-upright-test.json").read_text())
+    assert code == 0 and record["context"]["evaluation"]["precision"] == "bf16"
