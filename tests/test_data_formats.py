@@ -21,8 +21,8 @@ CASES = {
     ("GTSRB", "torchvision"): ("torchvision-GTSRB", 43, 155, 17, 86),
     ("Cars", "torchvision"): ("torchvision-StanfordCars", 3, 11, 1, 6),
     ("DTD", "torchvision"): ("torchvision-DTD", 3, 11, 1, 6),  # train1 + val1 merged, test1
-    ("EuroSAT", "torchvision"): ("torchvision-EuroSAT", 10, 64, 8, 8),  # tvcore's 80/10/10
-    ("SUN397", "torchvision"): ("torchvision-SUN397", 3, 6, 0, 6),
+    ("EuroSAT", "torchvision"): ("torchvision-EuroSAT", 10, 416, 52, 52),  # tvcore's 80/10/10
+    ("SUN397", "torchvision"): ("torchvision-SUN397", 3, 11, 1, 12),
     ("DTD", "paper-splits"): ("paper-splits", 3, 11, 1, 6),  # the val folder is the test set
     ("EuroSAT", "paper-splits"): ("paper-splits", 10, 40, 20, 20),  # a fixed val folder
     ("SUN397", "paper-splits"): ("paper-splits", 3, 11, 1, 6),
@@ -61,8 +61,8 @@ def test_imagenet_class_folders_must_be_wnids(tmp_path):
 
 
 def test_a_partial_copy_of_a_fixed_list_task_is_named(tmp_path):
-    ft.write_imagenet(tmp_path, classes=3)
-    with pytest.raises(DatasetError, match=r"ImageNet: found 3 classes under .*imagenet, but ImageNet has 1000"):
+    ft.write_imagenet(tmp_path, classes=3, subset=False)
+    with pytest.raises(DatasetError, match=r"ImageNet: found 3 of ImageNet's 1000 classes under .*; copy the whole"):
         data.load("ImageNet", root=tmp_path)
 
 
@@ -109,7 +109,7 @@ def test_svhn_rows_are_views_and_label_10_is_the_digit_0(tmp_path):
 
 
 def test_images_in_files_are_not_decoded_while_loading(tmp_path, monkeypatch):
-    ft.make_paper_tasks_tree(tmp_path, images_per_class=1, formats={"ImageNet": "generic"})
+    ft.make_paper_tasks_tree(tmp_path, images_per_class=N, formats={"ImageNet": "generic"})
     import PIL.Image
 
     def no_decoding(*args, **kwargs):

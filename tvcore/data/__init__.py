@@ -14,6 +14,7 @@ from typing import Callable
 from ..errors import DatasetError
 from . import digits, formats, mini_ddsm, vision_tasks
 from .base import Sample, Split, SplitDataset, TaskData
+from .completeness import SUBSETS_FILE, check_complete
 from .reader import Reader
 
 _REGISTRY: dict[str, Callable[..., TaskData]] = {}
@@ -60,7 +61,7 @@ def pick_reader(task: str, root: str | Path) -> Reader:
 
 
 def _load_paper_task(root: str | Path, task: str) -> TaskData:
-    return pick_reader(task, root).load(Path(root), task)
+    return check_complete(pick_reader(task, root).load(Path(root), task), root)
 
 
 def load(name: str, root: str | Path | None = None, **options) -> TaskData:
@@ -109,5 +110,5 @@ for _task in (*PAPER_TASKS, CONTROL_TASK):
     register(_task, lambda root, _t=_task: _load_paper_task(root, _t))
 register("digits", digits.load)
 
-__all__ = ["Sample", "Split", "SplitDataset", "TaskData", "Reader", "READERS",
+__all__ = ["Sample", "Split", "SplitDataset", "TaskData", "Reader", "READERS", "SUBSETS_FILE", "check_complete",
            "load", "names", "register", "needs_root", "readers_for", "pick_reader", "describe", "summary"]

@@ -21,8 +21,7 @@ from pathlib import Path
 from ..errors import DatasetError
 from .base import TaskData, require_dir
 from .formats.common import (VAL_FRACTION, VAL_MAX, VAL_SEED, assemble, class_folders, file_samples,
-                             override_names, same_classes, validation_indices, validation_split)
-from .prompts import classnames
+                             paper_names, same_classes, validation_indices, validation_split)
 from .reader import Reader
 
 PAPER_TASKS = ("Cars", "DTD", "EuroSAT", "GTSRB", "MNIST", "RESISC45", "SUN397", "SVHN")
@@ -32,18 +31,6 @@ READER = "generic"
 
 __all__ = ["PAPER_TASKS", "CONTROL_TASK", "ALL_TASKS", "READERS", "load", "validation_split",
            "validation_indices", "VAL_FRACTION", "VAL_MAX", "VAL_SEED"]
-
-
-def _class_names(task_dir: Path, task: str, folders: list[str]) -> list[str]:
-    override = override_names(task_dir, task, len(folders))
-    if override is not None:
-        return override
-    if task in ("Cars", "DTD", "SUN397"):
-        return list(classnames(task, raw=folders))
-    known = list(classnames(task))
-    if len(known) == len(folders):
-        return known
-    return [f.replace("_", " ") for f in folders]
 
 
 def detect(root: Path, task: str) -> bool:
@@ -61,7 +48,7 @@ def load(root: str | Path, task: str) -> TaskData:
     # Keys are relative to the task folder (train/<class>/<file>), as they always were,
     # so records made before the other readers existed keep their fingerprints.
     return assemble(task, READER, file_samples(train, task_dir), file_samples(test, task_dir),
-                    _class_names(task_dir, task, train_classes))
+                    paper_names(task, len(train_classes), task_dir, raw=train_classes))
 
 
 READERS = tuple(Reader(READER, (task,), f"<root>/{task}/{{train,test}}/<class>/ (tvcore's generic layout)",

@@ -16,7 +16,7 @@ import numpy as np
 
 from ...errors import DatasetError
 from ..base import Sample, Split, TaskData
-from ..prompts import classnames, templates
+from ..prompts import DATASET_CLASSNAMES, classnames, templates
 
 
 # The paper's validation rule (src/datasets/registry.py, split_train_into_train_val with
@@ -123,15 +123,18 @@ def override_names(folder: Path, task: str, n_classes: int) -> list[str] | None:
 
 def paper_names(task: str, n_classes: int, where: Path, raw: list[str] | None = None) -> list[str]:
     """The paper's class names for a task read with ``n_classes`` classes from ``where``
-    (``raw``: the dataset's own identifiers, for the tasks whose names are cleaned from them)."""
+    (``raw``: the dataset's own class identifiers in label order). A fixed-list task
+    read with another count (a partial copy) is named by its identifiers, ``_`` read as
+    a space; :mod:`tvcore.data.completeness` then refuses it unless it is a declared subset."""
     override = override_names(where, task, n_classes)
     if override is not None:
         return override
-    names = list(classnames(task, raw=raw) if task in ("Cars", "DTD", "SUN397") else classnames(task))
-    if len(names) != n_classes:
-        raise DatasetError(f"{task}: found {n_classes} classes under {where}, but {task} has {len(names)}; "
-                           "a complete copy of the dataset is needed (or a classnames.txt beside it)")
-    return names
+    if task in DATASET_CLASSNAMES:
+        return list(classnames(task, raw=raw))
+    names = list(classnames(task))
+    if len(names) == n_classes:
+        return names
+    return [str(r).replace("_", " ") for r in raw] if raw is not None else [str(i) for i in range(n_classes)]
 
 
 def assemble(task: str, reader: str, train: list[Sample], test: list[Sample], class_names: list[str],

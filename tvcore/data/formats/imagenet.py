@@ -32,8 +32,36 @@ def _detect(root: Path, task: str) -> bool:
     return (base / "train").is_dir() and _test_dir(base).is_dir()
 
 
+GROUND_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
+
+
+def _check_sorted(test_dir: Path, base: Path) -> None:
+    """A validation folder as the ILSVRC2012_img_val.tar unpacks (50,000 flat JPEGs) is
+    refused with the way to sort it into wnid folders. torchvision's ImageNet does that
+    sort (``parse_val_archive``) from the two archives when the folder is absent; the
+    devkit's ground-truth file alone does not say the folder, its labels being
+    ILSVRC2012 ids (1..1000) mapped to wnids only by the devkit's meta.mat."""
+    try:
+        entries = list(test_dir.iterdir())
+    except OSError:
+        return
+    if any(e.is_dir() for e in entries):
+        return
+    flat = sum(e.suffix.lower() in (".jpeg", ".jpg") for e in entries)
+    if not flat:
+        return
+    truth = next(iter(sorted(base.rglob(GROUND_TRUTH))), None) if base.is_dir() else None
+    raise DatasetError(
+        f"ImageNet: {test_dir} holds {flat} images in one flat folder, not in <wnid>/ class folders as train/ "
+        f"does{f' ({truth} labels them by ILSVRC2012 id, which only the devkit maps to wnids)' if truth else ''}; "
+        f"sort them: move {test_dir} aside, put ILSVRC2012_img_val.tar and ILSVRC2012_devkit_t12.tar.gz in {base}, "
+        f"and run python -c \"from torchvision.datasets import ImageNet; ImageNet('{base}', split='val')\", "
+        f"which writes {base / 'val'}/<wnid>/")
+
+
 def _load(root: Path, task: str) -> TaskData:
     base = root / "imagenet"
+    _check_sorted(_test_dir(base), base)
     classes, train = class_folders(base / "train", task)
     odd = [c for c in classes if not WNID.fullmatch(c)]
     if odd:
@@ -43,7 +71,7 @@ def _load(root: Path, task: str) -> TaskData:
     test_classes, test = class_folders(test_dir, task)
     same_classes(task, ("train", classes), (test_dir.name, test_classes))
     return assemble(task, "imagenet", file_samples(train, root), file_samples(test, root),
-                    paper_names(task, len(classes), base))
+                    paper_names(task, len(classes), base, raw=classes))
 
 
 READERS = (

@@ -90,7 +90,7 @@ def _resisc45_load(root: Path, task: str) -> TaskData:
                                f"e.g. {missing[0]}")
         classes = split_classes
         splits[split] = file_samples(items, root)
-    return assemble(task, READER, splits["train"], splits["test"], paper_names(task, len(classes), base))
+    return assemble(task, READER, splits["train"], splits["test"], paper_names(task, len(classes), base, raw=classes))
 
 
 READERS = (

@@ -5,6 +5,7 @@ files users hold after a torchvision download or the datasets' own archives.
 task         layout under the data root                                   splits
 ===========  ==========================================================  ===========================
 MNIST        ``MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``   train / test files
+             (or the four ``.gz`` files as downloaded)
 SVHN         ``svhn/{train,test}_32x32.mat``                              train / test files
 GTSRB        ``gtsrb/GTSRB/Training/<class>/*.ppm``,                      train / test
              ``gtsrb/GTSRB/Final_Test/Images``, ``gtsrb/GT-final_test.csv``
@@ -64,20 +65,56 @@ def _read(task: str, what: Path, build):
 
 # --- MNIST: idx files -------------------------------------------------------------
 
+_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                "t10k-labels-idx1-ubyte")
+
+
+def _mnist_gzipped(raw: Path) -> bool:
+    """The four files as downloaded (``*.gz``), none of them decompressed."""
+    return all((raw / f"{f}.gz").is_file() and not (raw / f).is_file() for f in _MNIST_FILES)
+
+
 def _mnist_detect(root: Path, task: str) -> bool:
-    return (root / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+    raw = root / "MNIST" / "raw"
+    return (raw / "train-images-idx3-ubyte").is_file() or _mnist_gzipped(raw)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An unsigned-byte IDX array, gzipped or not. The format (yann.lecun.com/exdb/mnist):
+    two zero bytes, the type code (0x08: unsigned byte), the number of dimensions, each
+    dimension as a big-endian int32, then the data in row-major order."""
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        raw = fh.read()
+    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08:
+        raise DatasetError(f"MNIST: {path} is not an unsigned-byte IDX file (header {raw[:4].hex()})")
+    ndim = raw[3]
+    shape = tuple(int(d) for d in np.frombuffer(raw, ">i4", ndim, 4))
+    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise DatasetError(f"MNIST: {path} holds {data.size} bytes of data for the shape {shape}")
+    return data.reshape(shape)
+
+
+def _mnist_split(root: Path, task: str, split: str, prefix: str) -> tuple[np.ndarray, list[int]]:
+    raw = root / "MNIST" / "raw"
+    if _mnist_gzipped(raw):  # read as downloaded; the same arrays as the decompressed files
+        return (read_idx(raw / f"{prefix}-images-idx3-ubyte.gz"),
+                read_idx(raw / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64).tolist())
+    from torchvision.datasets import MNIST
+
+    ds = _read(task, raw / f"{prefix}-images-idx3-ubyte",
+               lambda: MNIST(str(root), train=split == "train", download=False))
+    return ds.data.numpy(), ds.targets.tolist()  # (N, 28, 28) uint8, sharing the tensor's memory
 
 
 def _mnist_load(root: Path, task: str) -> TaskData:
-    from torchvision.datasets import MNIST
-
     raw = root / "MNIST" / "raw"
     splits = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
-        ds = _read(task, raw / f"{prefix}-images-idx3-ubyte",
-                   lambda: MNIST(str(root), train=split == "train", download=False))
-        images = ds.data.numpy()  # (N, 28, 28) uint8, sharing the tensor's memory
-        labels = ds.targets.tolist()
+        images, labels = _mnist_split(root, task, split, prefix)
         if len(labels) != len(images):
             raise DatasetError(f"MNIST: {raw}/{prefix}-labels-idx1-ubyte holds {len(labels)} labels "
                                f"for {len(images)} images")
@@ -140,7 +177,7 @@ def _gtsrb_load(root: Path, task: str) -> TaskData:
     if missing:
         raise DatasetError(f"GTSRB: {csv} lists {len(missing)} images that are not there, e.g. {missing[0]}")
     return assemble(task, "torchvision-GTSRB", file_samples(train._samples, root),
-                    file_samples(test._samples, root), paper_names(task, len(classes), base))
+                    file_samples(test._samples, root), paper_names(task, len(classes), base, raw=classes))
 
 
 # --- Stanford Cars: devkit .mat annotations -------------------------------------------
@@ -224,7 +261,7 @@ def _eurosat_load(root: Path, task: str) -> TaskData:
     cut = len(items) - 2 * n_hold
     pick = lambda idx: file_samples([items[i] for i in sorted(idx)], root)  # noqa: E731
     return assemble(task, "torchvision-EuroSAT", pick(perm[:cut]), pick(perm[cut + n_hold:]),
-                    paper_names(task, len(classes), root / "eurosat"), val=pick(perm[cut:cut + n_hold]),
+                    paper_names(task, len(classes), root / "eurosat", raw=classes), val=pick(perm[cut:cut + n_hold]),
                     notes=EUROSAT_SPLIT)
 
 
@@ -268,7 +305,8 @@ def _sun397_load(root: Path, task: str) -> TaskData:
 
 
 READERS = (
-    Reader("torchvision-MNIST", ("MNIST",), "<root>/MNIST/raw/train-images-idx3-ubyte (torchvision MNIST)",
+    Reader("torchvision-MNIST", ("MNIST",),
+           "<root>/MNIST/raw/train-images-idx3-ubyte[.gz] (torchvision MNIST)",
            _mnist_detect, _mnist_load),
     Reader("torchvision-SVHN", ("SVHN",), "<root>/svhn/train_32x32.mat (torchvision SVHN)",
            _svhn_detect, _svhn_load),

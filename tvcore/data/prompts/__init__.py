@@ -30,7 +30,7 @@ from ._checks import string_list
 from .fingerprint import prompt_fingerprint
 
 __all__ = ["TASKS", "FIXED_CLASSNAMES", "DATASET_CLASSNAMES", "SOURCES",
-           "templates", "classnames", "prompt_fingerprint"]
+           "templates", "classnames", "class_count", "all_classnames", "prompt_fingerprint"]
 
 _MODULES: dict[str, ModuleType] = {
     "Cars": cars,
@@ -95,3 +95,20 @@ def classnames(task: str, raw: Sequence[str] | None = None) -> list[str]:
                                "each class needs its own name")
         first[name] = identifier
     return names
+
+
+def class_count(task: str) -> int:
+    """How many classes a whole copy of ``task`` has: the length of the paper's list, or
+    for a dataset-named task the count its module states (Cars 196, DTD 47, SUN397 397)."""
+    module = _module(task)
+    return len(module.CLASSNAMES) if task in FIXED_CLASSNAMES else int(module.CLASS_COUNT)
+
+
+def all_classnames(task: str) -> list[str] | None:
+    """Every class name of a whole copy of ``task`` in label order, where tvcore knows them
+    without the dataset (the fixed lists, and DTD's 47 folder names); else None."""
+    module = _module(task)
+    if task in FIXED_CLASSNAMES:
+        return list(module.CLASSNAMES)
+    identifiers = getattr(module, "IDENTIFIERS", None)
+    return [module.clean(i) for i in identifiers] if identifiers else None

@@ -16,6 +16,10 @@ from __future__ import annotations
 SOURCE = ("mlfoundations/task_vectors@826a64c src/datasets/templates.py (cars_template); "
           "src/datasets/cars.py (names from devkit/cars_meta.mat, '_' -> ' ')")
 
+# Stanford Cars has 196 classes (Krause et al., "3D Object Representations for Fine-Grained
+# Categorization", 3dRR 2013; the 196 entries of cars_meta.mat's class_names).
+CLASS_COUNT = 196
+
 TEMPLATES = (
     "a photo of a {}.",
     "a photo of the {}.",

@@ -16,6 +16,18 @@ from __future__ import annotations
 SOURCE = ("mlfoundations/task_vectors@826a64c src/datasets/templates.py (dtd_template); "
           "src/datasets/dtd.py (names from the class folders, '_' -> ' ')")
 
+# DTD's 47 categories (Cimpoi et al., "Describing Textures in the Wild", CVPR 2014): the
+# folder names of the archive's dtd/images/, sorted as ImageFolder sorts them.
+IDENTIFIERS = (
+    "banded", "blotchy", "braided", "bubbly", "bumpy", "chequered", "cobwebbed", "cracked", "crosshatched",
+    "crystalline", "dotted", "fibrous", "flecked", "freckled", "frilly", "gauzy", "grid", "grooved",
+    "honeycombed", "interlaced", "knitted", "lacelike", "lined", "marbled", "matted", "meshed", "paisley",
+    "perforated", "pitted", "pleated", "polka-dotted", "porous", "potholed", "scaly", "smeared", "spiralled",
+    "sprinkled", "stained", "stratified", "striped", "studded", "swirly", "veined", "waffled", "woven",
+    "wrinkled", "zigzagged",
+)
+CLASS_COUNT = len(IDENTIFIERS)
+
 TEMPLATES = (
     "a photo of a {} texture.",
     "a photo of a {} pattern.",

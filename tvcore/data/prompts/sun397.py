@@ -31,6 +31,10 @@ from __future__ import annotations
 SOURCE = ("mlfoundations/task_vectors@826a64c src/datasets/templates.py (sun397_template); "
           "src/datasets/sun397.py (folder name[2:], '_' -> ' '); folders per task_vectors issue #1")
 
+# SUN397 has 397 scene categories (Xiao et al., "SUN Database: Large-scale Scene Recognition
+# from Abbey to Zoo", CVPR 2010; the 397 lines of the archive's ClassName.txt).
+CLASS_COUNT = 397
+
 TEMPLATES = (
     "a photo of a {}.",
     "a photo of the {}.",
