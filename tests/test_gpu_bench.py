@@ -33,7 +33,8 @@ def smoke(gpu_bench, tmp_path_factory):
 def test_smoke_runs_every_cpu_section_without_error(smoke):
     assert smoke["errors"] == {}
     assert set(smoke["sections"]) == {"flops", "train.bare.foreach", "train.bare.fused",
-                                      "train.tvcore.off.deterministic", "eval.bare.fp32", "eval.bare.bf16",
+                                      "train.tvcore.off.deterministic", "train.tvcore.repeat", "eval.bare.fp32",
+                                      "eval.bare.bf16",
                                       "eval.tvcore.auto", "eval.tvcore.end_to_end"}
 
 
@@ -58,3 +59,7 @@ def test_tvcore_eval_end_to_end_runs_twice_on_the_cached_split(smoke):
 def test_without_cuda_the_full_run_skips_cleanly(gpu_bench, tmp_path, capsys):
     assert gpu_bench.main(["--out", str(tmp_path)]) == 0
     assert "no CUDA device" in capsys.readouterr().out and not (tmp_path / "gpu_bench.json").exists()
+
+
+def test_two_deterministic_fine_tunes_repeat_bitwise(smoke):
+    assert smoke["sections"]["train.tvcore.repeat"]["bitwise_equal"] is True

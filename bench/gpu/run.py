@@ -12,7 +12,8 @@ the device's data-sheet bf16 peak):
   ``reduce-overhead``); every loop clips the gradient norm as the recipe does;
 * :func:`tvcore.finetune.finetune` on a pixel cache of uint8 images: eager and
   with CUDA graphs, deterministic (math attention) and not; the result's
-  ``accel`` says what ran;
+  ``accel`` says what ran; and whether two deterministic runs give bitwise the
+  same weights;
 * bare evaluation fp32 and bf16 at the device's batch, and tvcore's evaluation
   (:class:`tvcore.data.loaders.EvalLoader` + :func:`tvcore.evaluate.run_classifier`);
 * ``tvcore eval`` end to end on 8,000 cached images (a generated MNIST tree and a
@@ -170,6 +171,23 @@ def tvcore_train(model, cache, compile_mode: str, deterministic: bool, size: Siz
             "seconds": result.seconds, "accel": result.accel, "final_loss": result.log[-1]["loss"]}
 
 
+def tvcore_repeat(model, cache, size: Size, device: torch.device) -> dict:
+    """Two deterministic eager fine-tunes of a few steps: bitwise the same weights?"""
+    from tvcore.data.loaders import CachedTrain
+    from tvcore.finetune import Recipe, Speed, finetune
+
+    recipe = Recipe(batch_size=size.train_batch, steps=size.train_warmup + 5, warmup_steps=2)
+    states = []
+    for _ in range(2):
+        result = finetune(copy.deepcopy(model), CachedTrain(cache, 0), recipe, device=device, progress=False,
+                          deterministic=True, speed=Speed(compile="off"))
+        states.append(result.state_dict)
+    torch.use_deterministic_algorithms(False)
+    diff = max((states[0][k].double() - states[1][k].double()).abs().max().item() for k in states[0])
+    return {"steps": recipe.steps, "bitwise_equal": all(torch.equal(states[0][k], states[1][k]) for k in states[0]),
+            "max_abs_diff": diff, "attention": result.accel["attention"]}
+
+
 # ------------------------------------------------------------------ evaluation
 
 
@@ -272,6 +290,7 @@ def run(size: Size, device: torch.device, budget_s: float, work: Path) -> dict:
     for mode in compiled:
         section(f"train.tvcore.{mode}.deterministic", lambda m=mode: tvcore_train(model, train_cache, m, True, size,
                                                                                    device))
+    section("train.tvcore.repeat", lambda: tvcore_repeat(model, train_cache, size, device))
     if device.type == "cuda":
         section("train.tvcore.cudagraphs.nondeterministic",
                 lambda: tvcore_train(model, train_cache, "cudagraphs", False, size, device))
