@@ -101,8 +101,10 @@ def _vector_apply(args) -> int:
 def _vector_merge(args) -> int:
     from .merging import MergeSpec, merge_files
 
-    check_output(args.output, inputs=[*args.vectors, args.base])
+    check_output(args.output, inputs=[*args.vectors, args.base, *(args.stats or [])])
     _check_merge_options(args)
+    if args.method not in GENERAL_MERGES:
+        return _registered_merge(args)
     consensus = "sign" if args.method in ("ties", "dare-ties") else "none"
     spec = MergeSpec(weights=tuple(args.weights) if args.weights else None, lam=args.lam,
                      trim=args.density if args.method in ("ties", "dare-ties") else None,
@@ -115,8 +117,51 @@ def _vector_merge(args) -> int:
     return 0
 
 
+# Settings of the general method (MergeSpec), kept on their own flags; every other
+# registered method takes --lam, --weights and --hp NAME=VALUE.
+GENERAL_MERGES = ("task-arithmetic", "ties", "dare", "dare-ties")
+
+
+def _registered_merge(args) -> int:
+    """Any other registered method, streamed through its registry entry."""
+    import ast
+
+    from .merging import method_named, read_statistics
+
+    method = method_named(args.method)
+    hp = {}
+    for item in args.hp or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--hp {item}: write NAME=VALUE, e.g. --hp common=0.8")
+        try:
+            hp[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            hp[name] = value
+    if "lam" in method.defaults:
+        hp.setdefault("lam", args.lam)
+    if args.weights is not None:
+        if "weights" not in method.defaults:
+            raise UsageError(f"--weights: {method.name} takes no per-vector weights; leave --weights out")
+        hp["weights"] = tuple(args.weights)
+    stats = [read_statistics(p) for p in args.stats] if args.stats else None
+    result = method.stream(args.vectors, args.output, stats=stats, base=args.base, **hp)
+    kind = "weights" if args.base else "task vector"
+    how = "one tensor at a time" if method.streams else "whole vectors in memory"
+    print(f"wrote {args.output} ({kind}): {method.name} of {len(args.vectors)} files, {result.tensors} tensors, "
+          f"{result.bytes_read / 2**20:.1f} MiB read {how}")
+    return 0
+
+
 def _check_merge_options(args) -> None:
     """The merge options a user can get wrong, refused before any file is read."""
+    from .merging import METHODS
+
+    if args.method not in METHODS:
+        raise UsageError(f"--method {args.method}: unknown merging method; known: {', '.join(METHODS)}")
+    if args.method in GENERAL_MERGES and (args.hp or args.stats):
+        raise UsageError(f"--hp/--stats: {args.method} takes --lam, --weights, --density, --drop, --seed and "
+                         "--trim-scope")
     ties = args.method in ("ties", "dare-ties")
     dare = args.method in ("dare", "dare-ties")
     if args.weights is not None and len(args.weights) != len(args.vectors):
@@ -343,8 +388,14 @@ def build_parser() -> argparse.ArgumentParser:
     merge = vec_p.add_parser("merge", help="merge vector files tensor by tensor (streaming), as safetensors")
     merge.add_argument("vectors", nargs="+")
     merge.add_argument("-o", "--output", required=True)
-    merge.add_argument("--method", default="task-arithmetic",
-                       choices=["task-arithmetic", "ties", "dare", "dare-ties"])
+    from .merging import METHODS
+
+    merge.add_argument("--method", default="task-arithmetic", help=f"one of: {', '.join(METHODS)}")
+    merge.add_argument("--hp", action="append", metavar="NAME=VALUE",
+                       help="a hyperparameter of a method other than task-arithmetic/ties/dare/dare-ties "
+                            "(e.g. --hp common=0.8 for iso-cts), repeated as needed")
+    merge.add_argument("--stats", nargs="+", metavar="FILE",
+                       help="regmean/fisher: one statistics file per vector (tvcore.merging.save_statistics)")
     merge.add_argument("--lam", type=float, default=1.0, help="global scaling coefficient")
     merge.add_argument("--weights", type=float, nargs="+", help="one weight per vector")
     merge.add_argument("--density", type=float, default=0.2,

@@ -14,11 +14,11 @@ from .base import MergeMethod, Selection, select
 from .generalized import (TRIM_SCOPES, MergeSpec, analogy, dare, merge, merge_files, merge_into, merge_tensor,
                           task_arithmetic, ties, trim_thresholds, update_terms)
 from .registry import METHODS, method_named
-from .statistics import diagonal_fisher, linear_input_grams
+from .statistics import diagonal_fisher, linear_input_grams, read_statistics, save_statistics
 from .streaming import StreamStats
 
 __all__ = [
     "METHODS", "MergeMethod", "MergeSpec", "Selection", "StreamStats", "TRIM_SCOPES", "analogy", "dare",
     "diagonal_fisher", "linear_input_grams", "merge", "merge_files", "merge_into", "merge_tensor", "method_named",
-    "select", "task_arithmetic", "ties", "trim_thresholds", "update_terms",
+    "read_statistics", "save_statistics", "select", "task_arithmetic", "ties", "trim_thresholds", "update_terms",
 ]

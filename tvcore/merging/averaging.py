@@ -2,7 +2,7 @@
 
 The uniform "soup" of Wortsman et al., *Model soups: averaging weights of multiple
 fine-tuned models improves accuracy without increasing inference time*, ICML 2022
-(Sec. 3, uniform soup), used as the merging baseline by Matena & Raffel (2022) and
+(the uniform soup), used as the merging baseline by Matena & Raffel (2022) and
 by every eight-task ViT benchmark since. No hyperparameter.
 """
 

@@ -313,14 +313,14 @@ TASK_ARITHMETIC = _registered(
     "task-arithmetic", _TA,
     lambda lam, weights: MergeSpec(weights=weights, lam=lam),
     {"lam": 1.0, "weights": None}, {"lam": _LAMBDAS},
-    "lambda in {0, 0.05, ..., 1} maximizing mean validation accuracy over the tasks (Ilharco et al. 2023, Sec. 4)")
+    "lambda in {0, 0.05, ..., 1} maximizing mean validation accuracy over the tasks (Ilharco et al. 2023)")
 
 TIES = _registered(
     "ties", _TIES,
     lambda lam, density, weights, trim_scope: MergeSpec(weights=weights, lam=lam, trim=density, consensus="sign",
                                                         trim_scope=trim_scope),
     {"lam": 1.0, "density": 0.2, "weights": None, "trim_scope": "vector"}, {"lam": _TIES_LAMBDAS},
-    "top-20% density (k = 20) and lambda in {0.8, 0.9, ..., 1.8} on validation (Yadav et al. 2023, Sec. 6)")
+    "top-20% density (k = 20) and lambda in {0.8, 0.9, ..., 1.8} on validation (Yadav et al. 2023)")
 
 DARE = _registered(
     "dare", f"{_DARE}; merged by task arithmetic",

@@ -36,12 +36,12 @@ def iso_c_tensor(key, tensors, stats=None, *, lam):
     return (lam * s.mean() * (u @ vh)).to(tensors[0].dtype)
 
 
-def common_size(rank: int, tasks: int, common: float) -> int:
-    """The common subspace's size: ``int(common * rank)``, moved so that the
-    remaining ``rank - k`` directions divide evenly among the tasks (the
-    authors' rounding)."""
-    k = int(rank * common)
-    return rank - round((rank - k) / tasks) * tasks
+def split_rank(rank: int, tasks: int, common: float) -> tuple[int, int]:
+    """``(k, per_task)`` with ``k + tasks * per_task = rank``: the common subspace's
+    size ``int(common * rank)``, moved so that the rest divides evenly among the
+    tasks (the authors' rounding, kept within ``0 <= k <= rank``)."""
+    per_task = min(round((rank - int(rank * common)) / tasks), rank // tasks)
+    return rank - per_task * tasks, per_task
 
 
 def iso_cts_tensor(key, tensors, stats=None, *, lam, common):
@@ -49,8 +49,7 @@ def iso_cts_tensor(key, tensors, stats=None, *, lam, common):
     if not is_matrix(tensors[0]):
         return (lam * mean_of(ts)).to(tensors[0].dtype)
     rank = min(ts[0].shape)
-    k = max(0, min(rank, common_size(rank, len(ts), common)))
-    per_task = (rank - k) // len(ts)
+    k, per_task = split_rank(rank, len(ts), common)
     u, s, vh = components(sum(ts), k)
     us, ss, vhs = [u], [s], [vh]
     if per_task:

@@ -22,9 +22,12 @@ each whole vector, so PCB holds the T vectors in memory (it does not stream).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from ..errors import UsageError
+from ..kernels import compute_dtype
 from .base import MergeMethod, steps
 
 CLIP_QUANTILE = 1e-4  # the released script's outlier clip, each side
@@ -58,7 +61,8 @@ def pcb_flat(flat: torch.Tensor, *, lam: float, density: float) -> torch.Tensor:
 
 def pcb_whole(vectors, stats=None, *, lam, density):
     keys = list(vectors[0].keys())
-    flat = torch.stack([torch.cat([v[k].float().reshape(-1) for k in keys]) for v in vectors])
+    dtype = functools.reduce(torch.promote_types, (compute_dtype(vectors[0][k].dtype) for k in keys))
+    flat = torch.stack([torch.cat([v[k].to(dtype).reshape(-1) for k in keys]) for v in vectors])
     merged = pcb_flat(flat, lam=lam, density=density)
     out, offset = {}, 0
     for k in keys:

@@ -17,13 +17,18 @@ model's own names with ``prefix`` put in front, so they match task vectors built
 from a larger state dict (e.g. ``prefix="visual."`` for an image tower whose vector
 was taken from the whole CLIP model). Give each task the model fine-tuned on it and
 the same number of examples: RegMean weighs tasks by their Grams' size, as the
-paper does (Jin et al., ICLR 2023, Sec. 3).
+paper does (Jin et al., ICLR 2023).
+
+:func:`save_statistics` writes one task's statistics as safetensors and
+:func:`read_statistics` opens them lazily (one tensor read per key when merged),
+so ``tvcore vector merge --method regmean --stats ...`` streams them too.
 """
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
-from typing import Iterable
+from typing import Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -48,6 +53,10 @@ def _evaluating(model: nn.Module):
         model.train(was_training)
 
 
+def _param_key(prefix: str, module_name: str, param: str) -> str:
+    return f"{prefix}{module_name}.{param}" if module_name else f"{prefix}{param}"
+
+
 def _accumulate(grams: dict, key: str, x: torch.Tensor, width: int) -> None:
     rows = x.detach().reshape(-1, width).to(torch.float64)
     gram = rows.T @ rows
@@ -62,14 +71,14 @@ def linear_input_grams(model: nn.Module, batches: Iterable, *, prefix: str = "",
     handles = []
 
     def linear_hook(name, width):
-        return lambda module, args, output: _accumulate(grams, f"{prefix}{name}.weight", args[0], width)
+        return lambda module, args, output: _accumulate(grams, _param_key(prefix, name, "weight"), args[0], width)
 
     def attention_hook(name, width):
         def hook(module, args, kwargs):
             names = ("query", "key", "value")
             q, k, v = (args[i] if len(args) > i else kwargs.get(n) for i, n in enumerate(names))
             if k is q and v is q:  # self-attention: one input through the packed projection
-                _accumulate(grams, f"{prefix}{name}.in_proj_weight", q, width)
+                _accumulate(grams, _param_key(prefix, name, "in_proj_weight"), q, width)
         return hook
 
     for name, module in model.named_modules():
@@ -95,7 +104,7 @@ def diagonal_fisher(model: nn.Module, batches: Iterable, *, labels: str = "sampl
     """``{"<prefix><param>": E_x[(d log p(y | x) / d param)^2]}`` over the examples of ``batches``.
 
     ``labels="sampled"`` draws ``y`` from the model's own predictive distribution
-    (seeded), the Fisher information as Matena & Raffel (NeurIPS 2022, Sec. 2)
+    (seeded), the Fisher information as Matena & Raffel (NeurIPS 2022)
     define it; ``labels="empirical"`` uses the batches' labels (the empirical
     Fisher, which FusionBench computes). One backward pass per example, since the
     squares of per-example gradients do not add up like gradients.
@@ -125,3 +134,37 @@ def diagonal_fisher(model: nn.Module, batches: Iterable, *, labels: str = "sampl
     if count == 0:
         raise UsageError("diagonal_fisher: no examples; is the iterable of batches empty?")
     return {f"{prefix}{name}": f / count for name, f in fisher.items()}
+
+
+def save_statistics(stats: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Write one task's statistics (Grams or Fishers) as safetensors."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in stats.items()}, str(path))
+
+
+def read_statistics(path: str | os.PathLike) -> "StatisticsFile":
+    """One task's statistics file, opened lazily."""
+    return StatisticsFile(path)
+
+
+class StatisticsFile(Mapping):
+    """One task's statistics file, read one tensor at a time on access."""
+
+    def __init__(self, path: str | os.PathLike):
+        from safetensors import safe_open
+
+        self.path = str(path)
+        self._file = safe_open(self.path, framework="pt")
+        self._keys = list(self._file.keys())
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key not in self._keys:
+            raise KeyError(key)
+        return self._file.get_tensor(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
