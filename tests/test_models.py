@@ -140,7 +140,7 @@ def test_wrapped_and_ddp_weights_files_load(tiny_config, tiny_model, tmp_path, w
 
 def test_an_image_encoder_file_is_refused_as_the_whole_model(tiny_config, tiny_model, tmp_path):
     save_file(tiny_model.image_encoder.state_dict(), str(tmp_path / "enc.safetensors"))
-    with pytest.raises(CheckpointError, match="image encoder only .* pass it as image_encoder="):
+    with pytest.raises(CheckpointError, match="image encoder only .* pass it as --image-encoder, .* as --weights"):
         load_model(tiny_config, tmp_path / "enc.safetensors")
 
 
@@ -163,7 +163,7 @@ def test_quick_gelu_follows_the_weights_files_record(tiny_config, tiny_model, tm
               metadata={"quick_gelu": "true" if recorded else "false"})
     loaded = load_model(tiny_config, tmp_path / "w.safetensors")
     assert loaded.info["quick_gelu"] is recorded and _is_quick_gelu(loaded) is recorded
-    assert loaded.info["quick_gelu_source"] == f"weights file {tmp_path / 'w.safetensors'}"
+    assert loaded.info["quick_gelu_source"].startswith(f"weights file {tmp_path / 'w.safetensors'} records")
 
 
 def test_quick_gelu_of_an_imported_image_encoder_applies(tiny_config, tiny_model, tmp_path):
@@ -173,16 +173,100 @@ def test_quick_gelu_of_an_imported_image_encoder_applies(tiny_config, tiny_model
     assert _is_quick_gelu(loaded)
 
 
-def test_quick_gelu_argument_contradicting_the_file_is_an_error(tiny_config, tiny_model, tmp_path):
+def test_a_quick_gelu_flag_contradicting_the_file_is_refused_in_cli_terms(tiny_config, tiny_model, tmp_path):
     save_file(tiny_model.model.state_dict(), str(tmp_path / "w.safetensors"), metadata={"quick_gelu": "true"})
-    with pytest.raises(CheckpointError, match="QuickGELU is off by the argument but .*w.safetensors records "
-                                              "quick_gelu=True"):
+    with pytest.raises(CheckpointError, match=r"^--no-quick-gelu contradicts what the weights say \(weights file "
+                                              r".*w.safetensors records QuickGELU on\); drop the flag"):
         load_model(tiny_config, tmp_path / "w.safetensors", quick_gelu=False)
 
 
-def test_unrecorded_quick_gelu_defaults_off_and_says_so(tiny_config, tiny_model, tmp_path, caplog):
+def test_unrecorded_quick_gelu_defaults_off_and_says_so_on_stderr_with_the_flag(tiny_config, tiny_model, tmp_path,
+                                                                                capfd):
     save_file(tiny_model.model.state_dict(), str(tmp_path / "w.safetensors"))
-    with caplog.at_level("WARNING", logger="tvcore.models"):
-        loaded = load_model(tiny_config, tmp_path / "w.safetensors")
-    assert loaded.info == {"quick_gelu": False, "quick_gelu_source": "default (unknown)"}
-    assert "QuickGELU is not recorded" in caplog.text and not _is_quick_gelu(loaded)
+    loaded = load_model(tiny_config, tmp_path / "w.safetensors")
+    err = capfd.readouterr().err
+    assert loaded.info["quick_gelu"] is False and not _is_quick_gelu(loaded)
+    assert loaded.info["quick_gelu_source"].startswith("default off")
+    assert "QuickGELU is off for tvcore-tiny" in err and "pass --quick-gelu" in err
+    assert "quick_gelu=True" not in err
+
+
+def test_a_given_flag_decides_when_nothing_records_it_and_says_so(tiny_config, tiny_model, tmp_path, capfd):
+    save_file(tiny_model.model.state_dict(), str(tmp_path / "w.safetensors"))
+    loaded = load_model(tiny_config, tmp_path / "w.safetensors", quick_gelu=True)
+    assert _is_quick_gelu(loaded) and loaded.info["quick_gelu_source"] == "--quick-gelu given"
+    assert "QuickGELU" not in capfd.readouterr().err
+
+
+# The one rule, source by source (decide_quick_gelu is what every entry point calls).
+
+def test_the_openai_tag_means_quick_gelu_and_a_laion_tag_means_gelu():
+    from tvcore.models import decide_quick_gelu
+
+    assert decide_quick_gelu("ViT-B-32", tag="openai").value is True
+    assert decide_quick_gelu("ViT-B-32", tag="laion2b_s34b_b79k").value is False
+    assert "pretrained tag 'openai'" in decide_quick_gelu("ViT-B-32", tag="openai").source
+
+
+def test_a_file_record_comes_before_the_tag_and_a_clash_between_them_is_refused():
+    from tvcore.models import decide_quick_gelu
+
+    assert decide_quick_gelu("ViT-B-32", records={"a": True}, tag="openai").source == "a records QuickGELU on"
+    with pytest.raises(CheckpointError, match=r"^QuickGELU clash: a records QuickGELU off but pretrained tag "
+                                              r"'openai' uses QuickGELU on"):
+        decide_quick_gelu("ViT-B-32", records={"a": False}, tag="openai")
+
+
+def test_two_files_that_disagree_are_refused():
+    from tvcore.models import decide_quick_gelu
+
+    with pytest.raises(CheckpointError, match="QuickGELU clash: a records QuickGELU on but b records QuickGELU off"):
+        decide_quick_gelu("ViT-B-32", records={"a": True, "b": False, "c": None})
+
+
+def test_an_architecture_config_that_names_quick_gelu_decides_after_files_and_tags():
+    from tvcore.models import decide_quick_gelu
+
+    decision = decide_quick_gelu("ViT-B-32-quickgelu")
+    assert decision.value is True and decision.source.startswith("architecture ViT-B-32-quickgelu config")
+    with pytest.raises(CheckpointError, match="^--no-quick-gelu contradicts"):
+        decide_quick_gelu("ViT-B-32-quickgelu", flag=False)
+
+
+def test_random_init_needs_no_announcement(capfd):
+    from tvcore.models import decide_quick_gelu
+
+    decision = decide_quick_gelu("ViT-B-32", weights_given=False)
+    assert decision.value is False and "random init" in decision.source
+    assert capfd.readouterr().err == ""
+
+
+def test_the_real_suites_do_not_force_quick_gelu_on_a_weights_file():
+    from tvcore.experiments import vit_b32
+
+    assert vit_b32("/w/laion-gelu.safetensors").quick_gelu is None
+    assert vit_b32("/w/openai.safetensors", quick_gelu=True).quick_gelu is True
+
+
+def test_a_gelu_trained_file_runs_with_gelu_through_the_suites_model_spec(tiny_config, tiny_model, tmp_path):
+    from tvcore.experiments import vit_b32
+
+    save_file(tiny_model.model.state_dict(), str(tmp_path / "w.safetensors"), metadata={"quick_gelu": "false"})
+    spec = vit_b32(str(tmp_path / "w.safetensors"))
+    spec.arch = tiny_config  # the suites' spec, on the tiny architecture
+    loaded = spec.load("cpu")
+    assert not _is_quick_gelu(loaded) and loaded.info["quick_gelu"] is False
+
+
+def test_loading_prints_no_random_init_notice(tiny_config, tiny_model, tmp_path, caplog):
+    save_file(tiny_model.model.state_dict(), str(tmp_path / "w.safetensors"), metadata={"quick_gelu": "false"})
+    with caplog.at_level("INFO"):
+        load_model(tiny_config, tmp_path / "w.safetensors")
+    assert "initialized randomly" not in caplog.text
+
+
+def test_offline_error_speaks_cli_not_python(tmp_path, monkeypatch, no_network):
+    monkeypatch.delenv("TVCORE_ALLOW_DOWNLOAD", raising=False)
+    with pytest.raises(OfflineError) as exc:
+        load_model("ViT-B-32", "openai", cache_dir=str(tmp_path))
+    assert "--weights" in str(exc.value) and "pretrained=" not in str(exc.value)

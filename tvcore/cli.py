@@ -71,9 +71,14 @@ def _vector_build(args) -> int:
         # Published forms (pickled encoders, Hugging Face folders, OpenCLIP files):
         # both sides read as the architecture's image encoder.
         from .importers import read_image_encoder
+        from .models import decide_quick_gelu, quiet_openclip
 
-        pre, _ = read_image_encoder(args.pretrained, args.arch)
-        ft, _ = read_image_encoder(args.finetuned, args.arch)
+        with quiet_openclip():
+            pre, pre_info = read_image_encoder(args.pretrained, args.arch)
+            ft, ft_info = read_image_encoder(args.finetuned, args.arch)
+        # Both sides must come from one model: a QuickGELU clash between them is refused.
+        decide_quick_gelu(args.arch, records={args.pretrained: pre_info.get("quick_gelu"),
+                                              args.finetuned: ft_info.get("quick_gelu")}, weights_given=False)
         tv = TaskVector.from_state_dicts(pre, ft, name=args.name, base_model=args.base_model or args.arch)
     else:
         tv = TaskVector.from_checkpoints(args.pretrained, args.finetuned, name=args.name,
@@ -233,7 +238,8 @@ def _run(args) -> int:
         suite = suite.rehearsal()
     ctx = context_for(suite, device=args.device, data_root=args.data_root, weights=args.weights,
                       progress=not args.quiet, seed=args.seed, results_dir=args.results_dir,
-                      rehearsal=args.rehearsal, **context_options(args.workers, args.pool, args.fresh, args.finetuned))
+                      rehearsal=args.rehearsal, quick_gelu=args.quick_gelu,
+                      **context_options(args.workers, args.pool, args.fresh, args.finetuned))
     ctx.evaluator.set_precision(args.precision)
     if args.plan:
         from .plan import plan_suite
@@ -242,18 +248,27 @@ def _run(args) -> int:
         return 0
     record, path = run_and_record(suite, ctx, args.suite, args.results_dir, args.seed)
     print(report.render(record))
+    print(quick_gelu_line(record))
     print(f"record: {path}\nplot: {path.with_suffix('.png')}")
     return 0
+
+
+def quick_gelu_line(record: dict) -> str:
+    """The model's QuickGELU decision and what decided it, as a run prints it."""
+    decided = (record.get("context") or {}).get("model", {}).get("quick_gelu") or {}
+    return f"QuickGELU {'on' if decided.get('value') else 'off'}: {decided.get('source', 'unknown')}"
 
 
 def _import(args) -> int:
     import json
 
     from .importers import import_checkpoint
+    from .models import quiet_openclip
 
     check_output(args.output, inputs=[args.source, *([args.base] if args.base else [])])
-    record = import_checkpoint(args.source, args.output, arch=args.arch, base=args.base, quick_gelu=args.quick_gelu,
-                               check_base=args.check_base, base_atol=args.base_atol)
+    with quiet_openclip():
+        record = import_checkpoint(args.source, args.output, arch=args.arch, base=args.base,
+                                   quick_gelu=args.quick_gelu, check_base=args.check_base, base_atol=args.base_atol)
     if args.record:
         from .results import write_json
 
@@ -278,13 +293,14 @@ def _eval(args) -> int:
     check_output_dir(args.results_dir, "--results-dir")
     for suffix in (".json", ".png"):
         check_output(os.path.join(args.results_dir, case + suffix), what="result file")
-    spec = ModelSpec(args.arch, args.weights, quick_gelu=args.quick_gelu)
+    spec = ModelSpec(args.arch, args.weights, quick_gelu=args.quick_gelu, image_encoder=args.image_encoder)
     suite = Suite(case, "eval", EvalConfig(args.task, args.split, args.vector, args.alpha), spec, Recipe())
     ctx = context_for(suite, device=args.device, data_root=args.data_root, progress=not args.quiet,
                       **context_options(args.workers, None, False, None))
     ctx.evaluator.set_precision(args.precision)
     record, path = run_and_record(suite, ctx, case, args.results_dir)
     print(report.render(record))
+    print(quick_gelu_line(record))
     print(f"record: {path}")
     return 0
 
@@ -418,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--rehearsal", action="store_true",
                      help="a dry run: the same code with capped splits, a few fine-tuning steps and a 3-point grid")
+    run.add_argument("--quick-gelu", action=argparse.BooleanOptionalAction, default=None,
+                     help="the activation of the --weights model when no file or tag records it (OpenAI-trained "
+                          "CLIP weights: --quick-gelu)")
     run.add_argument("--plan", action="store_true",
                      help="print the fine-tuning steps, images evaluated, pixel-cache size and a wall time "
                           "predicted from a few steps timed on this device, then exit without running")
@@ -447,7 +466,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--arch", default="ViT-B-32", help="OpenCLIP architecture name or JSON config")
     ev.add_argument("--weights", default=os.environ.get("TVCORE_WEIGHTS"),
                     help="weights file or OpenCLIP tag (default: $TVCORE_WEIGHTS)")
-    ev.add_argument("--quick-gelu", action=argparse.BooleanOptionalAction, default=None)
+    ev.add_argument("--quick-gelu", action=argparse.BooleanOptionalAction, default=None,
+                    help="the activation when no file or tag records it (OpenAI-trained CLIP weights: --quick-gelu)")
+    ev.add_argument("--image-encoder", metavar="FILE",
+                    help="an image encoder file (tvcore import's output) over --weights, which gives the text tower")
     ev.add_argument("--vector", help="a task vector file: evaluate weights + alpha * vector")
     ev.add_argument("--alpha", type=float, default=1.0)
     ev.add_argument("--split", default="test", choices=["train", "val", "test"])

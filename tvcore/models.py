@@ -14,6 +14,8 @@ import hashlib
 import json
 import logging
 import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -120,39 +122,92 @@ def recorded_quick_gelu(path: str | os.PathLike) -> bool | None:
     return {"true": True, "false": False}.get(str(value).lower())
 
 
-def _resolve_quick_gelu(name: str, quick_gelu: bool | None, tag_cfg: dict | None,
-                        files: Sequence[str]) -> tuple[bool, str]:
-    """QuickGELU and where the decision came from; see :func:`load_model`."""
+@dataclass(frozen=True)
+class QuickGeluDecision:
+    """Whether the model runs with QuickGELU, and what decided it (for the record)."""
+
+    value: bool
+    source: str
+
+    def as_record(self) -> dict:
+        return {"value": self.value, "source": self.source}
+
+
+def quick_gelu_flag(value: bool) -> str:
+    """The command-line flag that asks for ``value``."""
+    return "--quick-gelu" if value else "--no-quick-gelu"
+
+
+def _on_off(value: bool) -> str:
+    return "on" if value else "off"
+
+
+def decide_quick_gelu(arch: str, *, records: Mapping[str, bool | None] | None = None, tag: str | None = None,
+                      flag: bool | None = None, weights_given: bool = True) -> QuickGeluDecision:
+    """QuickGELU, decided by one rule for every entry point (suites, ``tvcore eval``,
+    ``run``, ``vector``, the pytest plugin): the flag the weights files record
+    (``records``: a description of each file -> its flag, None where it records
+    none); else the pretrained tag's OpenCLIP config (``openai`` => on); else the
+    architecture's config when it names ``quick_gelu``; else ``flag`` (the user's
+    ``--quick-gelu``/``--no-quick-gelu``); else off, OpenCLIP's own default, said on
+    stderr with the flag to pass (when weights are loaded at all).
+
+    Sources never disagree silently: two files, a file and the tag, or any of them
+    and ``flag`` that disagree raise a one-line :class:`CheckpointError`.
+    QuickGELU changes every feature of a model and a state dict does not show it
+    (OpenAI's CLIP weights were trained with it, LAION's OpenCLIP weights without:
+    OpenCLIP's pretrained registry, ``open_clip.get_pretrained_cfg``)."""
     import open_clip
 
-    recorded = {f: q for f in files if (q := recorded_quick_gelu(f)) is not None}
-    if len(set(recorded.values())) > 1:
-        raise CheckpointError(f"weights files disagree on QuickGELU: {recorded}; they come from different models")
-    arch_quick = bool((open_clip.get_model_config(name) or {}).get("quick_gelu", False))
-    if quick_gelu is not None:
-        value, source = bool(quick_gelu), "argument"
-    elif tag_cfg is not None:
-        value, source = bool(tag_cfg.get("quick_gelu", False)), "pretrained tag"
-    elif recorded:
-        f, value = next(iter(recorded.items()))
-        source = f"weights file {f}"
-    elif arch_quick:
-        value, source = True, f"architecture {name}"
-    else:
-        value, source = False, "default (unknown)"
-        if files:
-            logging.getLogger(__name__).warning(
-                "QuickGELU is not recorded in %s; assuming off. OpenAI-trained weights need it: pass "
-                "quick_gelu=True (or import the file with `tvcore import`, which records it)", ", ".join(files))
-    clash = [f for f, q in recorded.items() if q != value]
-    if clash:
-        raise CheckpointError(f"QuickGELU is {'on' if value else 'off'} by the {source} but {clash[0]} records "
-                              f"quick_gelu={not value}; the weights were not trained that way (drop the argument "
-                              "to follow the file)")
-    if arch_quick and not value:
-        raise CheckpointError(f"architecture {name} uses QuickGELU but the {source} says it is off; pick the "
-                              "architecture without -quickgelu")
-    return value, source
+    name = register_config(str(arch))
+    facts: list[tuple[bool, str]] = [(bool(v), f"{k} records QuickGELU {_on_off(bool(v))}")
+                                     for k, v in (records or {}).items() if v is not None]
+    if tag is not None:
+        tag_value = bool(open_clip.get_pretrained_cfg(name, tag).get("quick_gelu", False))
+        facts.append((tag_value, f"pretrained tag {tag!r} uses QuickGELU {_on_off(tag_value)}"))
+    arch_cfg = open_clip.get_model_config(name) or {}
+    if "quick_gelu" in arch_cfg:
+        arch_value = bool(arch_cfg["quick_gelu"])
+        facts.append((arch_value, f"architecture {name} config sets quick_gelu {str(arch_value).lower()}"))
+    for value, source in facts[1:]:
+        if value != facts[0][0]:
+            raise CheckpointError(f"QuickGELU clash: {facts[0][1]} but {source}; these weights come from different "
+                                  "models, use files of one model")
+    if facts:
+        value, source = facts[0]
+        if flag is not None and bool(flag) != value:
+            raise CheckpointError(f"{quick_gelu_flag(bool(flag))} contradicts what the weights say ({source}); "
+                                  "drop the flag, the weights decide")
+        return QuickGeluDecision(value, source)
+    if flag is not None:
+        return QuickGeluDecision(bool(flag), f"{quick_gelu_flag(bool(flag))} given")
+    if not weights_given:
+        return QuickGeluDecision(False, "default off (random init: no weights to match)")
+    decision = QuickGeluDecision(False, "default off: no weights file, tag or architecture config records it")
+    print(f"tvcore: QuickGELU is off for {name}: nothing records it ({', '.join(records or {}) or 'no file'}). "
+          "OpenAI-trained CLIP weights need it: pass --quick-gelu (or --no-quick-gelu to confirm off)",
+          file=sys.stderr, flush=True)
+    return decision
+
+
+class _DropRandomInitNotice(logging.Filter):
+    """OpenCLIP logs "No pretrained weights loaded ... Model initialized randomly" on
+    every model built without a tag; tvcore loads the weights itself right after."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "initialized randomly" not in record.getMessage()
+
+
+@contextmanager
+def quiet_openclip():
+    """Build OpenCLIP models without its random-init notice (other records pass)."""
+    drop = _DropRandomInitNotice()
+    root = logging.getLogger()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
 
 
 def _read_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -175,7 +230,8 @@ def _image_encoder_state(path: str) -> dict[str, torch.Tensor]:
 
 def load_model(arch: str, pretrained: str | os.PathLike | None = None, *, device: str | torch.device = "cpu",
                cache_dir: str | None = None, allow_download: bool | None = None,
-               quick_gelu: bool | None = None, image_encoder: str | os.PathLike | None = None) -> LoadedModel:
+               quick_gelu: bool | None = None, image_encoder: str | os.PathLike | None = None,
+               quick_gelu_records: Mapping[str, bool | None] | None = None) -> LoadedModel:
     """Build an OpenCLIP model.
 
     ``arch``: an OpenCLIP architecture name (``"ViT-B-32"``) or a JSON config file.
@@ -187,14 +243,13 @@ def load_model(arch: str, pretrained: str | os.PathLike | None = None, *, device
     ``tvcore import`` writes, keys as in ``model.visual.state_dict()``), loaded into
     ``model.visual`` over ``pretrained``, which still provides the text tower.
 
-    QuickGELU changes every feature, and a state dict does not show it. It is
-    decided in this order, and ``info["quick_gelu_source"]`` says which applied:
-    the ``quick_gelu`` argument; a pretrained tag's OpenCLIP config; the ``quick_gelu`` metadata of the weights
-    files (``tvcore import`` records it from the source: the activation class of a
-    pickled module, a Hugging Face config's ``hidden_act``); an architecture that
-    names it (``*-quickgelu``); else off, with a warning when weights files were
-    given, since OpenAI-trained weights need it on. A file that records the
-    opposite of the decision is an error, never silently overridden.
+    QuickGELU is decided by :func:`decide_quick_gelu` from the ``quick_gelu``
+    metadata of the weights files (``tvcore import`` records it from the source: the
+    activation class of a pickled module, a Hugging Face config's ``hidden_act``)
+    and ``quick_gelu_records`` (other files the run will use, e.g. a fine-tuned
+    set), the pretrained tag, the architecture, and the ``quick_gelu`` argument
+    (the user's ``--quick-gelu``). ``info["quick_gelu"]`` and
+    ``info["quick_gelu_source"]`` say what was decided and why.
     """
     import open_clip
 
@@ -202,7 +257,7 @@ def load_model(arch: str, pretrained: str | os.PathLike | None = None, *, device
     kwargs = {}
     weights_file = None
     label = "none"
-    tag_cfg = None
+    tag = None
     if pretrained is not None and str(pretrained) != "":
         text = str(pretrained)
         looks_like_file = Path(text).suffix in WEIGHT_SUFFIXES or os.sep in text or Path(text).exists()
@@ -215,34 +270,33 @@ def load_model(arch: str, pretrained: str | os.PathLike | None = None, *, device
                 known = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
                 raise UsageError(f"{name!r} has no pretrained tag {text!r} (known: {known}); or pass a "
                                  "local weights file")
-            tag_cfg = open_clip.get_pretrained_cfg(name, text)
+            tag = text
             label = text
             weights_file = _cached_tag_file(name, text, cache_dir)
             if weights_file is None and not _downloads_allowed(allow_download):
                 raise OfflineError(
                     f"OpenCLIP weights {name}:{text} are not in the local cache and tvcore does not download "
-                    f"by default; pass a local file instead (pretrained='/path/{name}-{text}.safetensors', "
-                    "--weights or TVCORE_WEIGHTS), or set TVCORE_ALLOW_DOWNLOAD=1")
+                    f"by default; pass a local file instead (--weights /path/{name}-{text}.safetensors or "
+                    "TVCORE_WEIGHTS), or set TVCORE_ALLOW_DOWNLOAD=1")
             if weights_file is None:
                 kwargs["pretrained"] = text
     if image_encoder is not None and not Path(image_encoder).is_file():
         raise CheckpointError(f"image encoder weights not found: {image_encoder}")
     # A tag's cached file is OpenCLIP's own; only the user's files can record QuickGELU.
-    files = [str(f) for f in ((weights_file if tag_cfg is None else None), image_encoder) if f is not None]
-    quick_gelu, quick_source = _resolve_quick_gelu(name, quick_gelu, tag_cfg, files)
-    if quick_gelu:
+    files = [str(f) for f in ((weights_file if tag is None else None), image_encoder) if f is not None]
+    records = {f"weights file {f}": recorded_quick_gelu(f) for f in files}
+    records.update(quick_gelu_records or {})
+    decision = decide_quick_gelu(name, records=records, tag=tag, flag=quick_gelu,
+                                 weights_given=bool(files or tag))
+    if decision.value:
         kwargs["force_quick_gelu"] = True
     if cache_dir:
         kwargs["cache_dir"] = cache_dir
-    # OpenCLIP logs a warning for every random init; a tiny test model is meant to be one.
-    logging.getLogger().disabled, was = True, logging.getLogger().disabled
-    try:
+    with quiet_openclip():
         model, preprocess_train, preprocess_val = open_clip.create_model_and_transforms(name, **kwargs)
-    finally:
-        logging.getLogger().disabled = was
     if weights_file is not None:
         load_weights(model, weights_file)
-    info = {"quick_gelu": bool(quick_gelu), "quick_gelu_source": quick_source}
+    info = {"quick_gelu": decision.value, "quick_gelu_source": decision.source}
     if image_encoder is not None:
         state = _image_encoder_state(str(image_encoder))
         try:
@@ -263,8 +317,8 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
     state = _read_state(path)
     if "conv1.weight" in state and not any(k.startswith("visual.") for k in state):
         raise CheckpointError(f"{path} holds an image encoder only ({len(state)} tensors, keys like 'conv1.weight'); "
-                              "pass it as image_encoder= (--image-encoder) with the whole pretrained model as "
-                              "pretrained=, which gives the text tower")
+                              "pass it as --image-encoder, with the whole pretrained model (which gives the text "
+                              "tower) as --weights")
     try:
         check_compatible(state, model.state_dict(), str(path), "the architecture", check_dtype=False)
     except TaskVectorMismatchError as exc:

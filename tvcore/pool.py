@@ -12,7 +12,8 @@ folder the moment it exists, as safetensors, keyed by everything that decides it
 A rerun finds the entry and reuses it; an interrupted fine-tune resumes from the
 checkpoint it left in the entry's folder. ``fresh=True`` ignores (and replaces)
 what is there. ``finetuned=DIR`` takes each task's encoder from a folder of
-imported or published encoders instead of fine-tuning. Every vector the pool
+published or imported encoders instead of fine-tuning (any layout of
+:mod:`tvcore.finetuned_sets`), checked all at once by :meth:`ModelPool.check_finetuned`. Every vector the pool
 hands out has its provenance in :attr:`ModelPool.provenance`, which records copy.
 
 Layout: ``<pool>/<task>/<key>/encoder.safetensors`` with ``meta.json`` beside it,
@@ -27,13 +28,13 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Mapping
 
 import torch
 
 from .checkpoints import load_state_dict, save_state_dict
 from .errors import CheckpointError
 from .finetune import Recipe, finetune
+from .finetuned_sets import FinetunedSet
 from .models import ImageClassifier, LoadedModel, state_fingerprint
 from .tasks import TaskPool
 from .vectors import TaskVector
@@ -59,31 +60,23 @@ def task_slug(task_name: str) -> str:
     return task_name.replace("/", "-").replace("+", "_")
 
 
-def _encoder_keys(state: Mapping[str, torch.Tensor], reference: Mapping[str, torch.Tensor]) -> dict:
-    """An encoder file may hold the image encoder's keys or the whole model's
-    ``visual.*`` keys; take the image encoder's."""
-    if set(state) == set(reference):
-        return dict(state)
-    stripped = {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}
-    if set(stripped) == set(reference):
-        return stripped
-    return dict(state)  # the strict check downstream names the differing keys
+def _on_off(value: bool) -> str:
+    return "on" if value else "off"
 
 
 class ModelPool:
     def __init__(self, loaded: LoadedModel, device: str = "cpu", directory: str | Path | None = None,
-                 fresh: bool = False, finetuned: str | Path | None = None, checkpoint_every: int = 200,
+                 fresh: bool = False, finetuned: str | Path | FinetunedSet | None = None, checkpoint_every: int = 200,
                  progress: bool = True):
         self.loaded = loaded
         self.device = device
         self.directory = Path(directory) if directory else None
         self.fresh = fresh
-        self.finetuned = Path(finetuned) if finetuned else None
+        if finetuned is not None and not isinstance(finetuned, FinetunedSet):
+            finetuned = FinetunedSet(Path(finetuned), arch=loaded.arch)
+        self.finetuned: FinetunedSet | None = finetuned
         self.checkpoint_every = checkpoint_every
         self.progress = progress
-        if self.finetuned is not None and not self.finetuned.is_dir():
-            raise CheckpointError(f"--finetuned {self.finetuned}: not a folder; give the folder that holds one "
-                                  "encoder per task (<Task>.safetensors)")
         # Kept on the CPU, as are the vectors: loading a state into an encoder moves it to its device.
         self.pretrained_state = {k: v.detach().to("cpu").clone()
                                  for k, v in loaded.image_encoder.state_dict().items()}
@@ -124,6 +117,9 @@ class ModelPool:
         persisted. ``label`` names it in :attr:`provenance` and the in-memory cache
         (default: the task), so one task can have vectors of several recipes."""
         label = label or task_name
+        if label not in self._vectors and self.finetuned is not None and from_folder:
+            self.check_finetuned([task_name])
+            self._vectors[label], self.provenance[label] = self._vectors[task_name], self.provenance[task_name]
         if label not in self._vectors:
             t0 = time.perf_counter()
             state, info = self._finetuned_state(task_name, tasks, recipe, from_folder)
@@ -135,8 +131,6 @@ class ModelPool:
 
     def _finetuned_state(self, task_name: str, tasks: TaskPool, recipe: Recipe,
                          from_folder: bool = True) -> tuple[dict, dict]:
-        if self.finetuned is not None and from_folder:
-            return self._imported(task_name)
         key = self.key(task_name, tasks, recipe)
         entry = self.entry_dir(task_name, key)
         info = {"source": "trained", "key": key["hash"], "path": str(entry / ENCODER_FILE) if entry else None}
@@ -166,13 +160,43 @@ class ModelPool:
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
         return result.state_dict, info
 
-    def _imported(self, task_name: str) -> tuple[dict, dict]:
-        slug = task_slug(task_name)
-        candidates = [self.finetuned / f"{slug}.safetensors", self.finetuned / slug / ENCODER_FILE,
-                      self.finetuned / slug / "finetuned.safetensors"]
-        found = next((p for p in candidates if p.is_file()), None)
-        if found is None:
-            raise CheckpointError(f"--finetuned {self.finetuned}: no encoder for task {task_name!r}; expected "
-                                  f"{candidates[0].name} (or {slug}/{ENCODER_FILE}); write one with tvcore import")
-        state = _encoder_keys(load_state_dict(found), self.pretrained_state)
-        return state, {"source": "finetuned", "path": str(found)}
+    def check_finetuned(self, task_names) -> None:
+        """Read every task's encoder from the ``finetuned`` set now, before any
+        evaluation, and keep its vector; one :class:`CheckpointError` lists every
+        task whose file is missing, unreadable, of another architecture or base, or
+        whose QuickGELU differs from the model's. Without a set, nothing to do."""
+        if self.finetuned is None:
+            return
+        fset, arch = self.finetuned, self.loaded.arch
+        quick, quick_source = self.loaded.info.get("quick_gelu"), self.loaded.info.get("quick_gelu_source")
+        todo = [t for t in dict.fromkeys(task_names) if t not in fset.checked]
+        errors = []
+        if fset.zeroshot_check is None:
+            try:
+                fset.check_zeroshot(todo, self.pretrained_state, arch)
+            except CheckpointError as exc:
+                errors.append(str(exc))
+        missing = [t for t in todo if fset.locate(t) is None]
+        if missing:
+            errors.append(f"missing {', '.join(f'{t} ({fset.expected(t)})' for t in missing)}")
+        for task in (t for t in todo if t not in missing):
+            try:
+                state, entry = fset.read(task, self.pretrained_state, arch)
+            except CheckpointError as exc:
+                errors.append(str(exc) if str(exc).startswith(f"{task}:") else f"{task}: {exc}")
+                continue
+            if entry.quick_gelu is not None and quick is not None and entry.quick_gelu != quick:
+                errors.append(f"{task}: {entry.path} records QuickGELU {_on_off(entry.quick_gelu)} "
+                              f"({entry.quick_gelu_source}) but the model runs with it {_on_off(quick)} "
+                              f"({quick_source}); pass {'--quick-gelu' if entry.quick_gelu else '--no-quick-gelu'} "
+                              "or the weights the set was fine-tuned from")
+                continue
+            fset.checked[task] = entry
+            self._vectors[task] = TaskVector.from_state_dicts(self.pretrained_state, state, name=task,
+                                                              base_model=self.loaded.describe())
+            self.provenance[task] = {"source": "finetuned", "set": fset.layout, "path": str(entry.path),
+                                     "sha256": entry.sha256, "relative_change": entry.relative_change}
+        count = len(errors) + max(len(missing) - 1, 0)  # the missing files share one entry
+        if errors:
+            raise CheckpointError(f"--finetuned {fset.root} ({fset.layout}): {count} problem{'s' if count > 1 else ''} "
+                                  "found before any evaluation: " + "; ".join(" ".join(e.split()) for e in errors))

@@ -100,23 +100,30 @@ SUITES = {
 }
 
 
-def vit_b32(weights: str | None) -> ModelSpec:
-    """ViT-B-32 with the user's weights file (OpenAI's CLIP weights need QuickGELU),
-    or the 'openai' tag when it is already in the local cache."""
-    return ModelSpec("ViT-B-32", weights or "openai", quick_gelu=True)
+def vit_b32(weights: str | None, quick_gelu: bool | None = None) -> ModelSpec:
+    """ViT-B-32 with the user's weights file, or the 'openai' tag when it is already
+    in the local cache. QuickGELU follows the weights (a file's record, the tag), or
+    the user's ``--quick-gelu``: never forced, so GELU-trained weights run with GELU
+    (:func:`tvcore.models.decide_quick_gelu`)."""
+    return ModelSpec("ViT-B-32", weights or "openai", quick_gelu=quick_gelu)
 
 
 def context_for(suite: Suite, device: str = "cpu", data_root: str | None = None, weights: str | None = None,
                 progress: bool = True, seed: int = 0, *, workers: int | None = None, pool: str | None = None,
                 fresh: bool = False, finetuned: str | None = None, results_dir: str | None = None,
-                rehearsal: bool = False, model: ModelSpec | None = None) -> Context:
+                rehearsal: bool = False, model: ModelSpec | None = None, quick_gelu: bool | None = None) -> Context:
     """The context a suite runs in. Fine-tuned encoders persist under ``pool``
     (default ``<results_dir>/pool``; neither given: kept in memory). With
     ``rehearsal`` every split is capped at :data:`REHEARSAL_CAP` images (pass the
     suite's :meth:`Suite.rehearsal` to shorten its recipe and grid too)."""
     from ..data.loaders import default_workers
 
-    model = model or suite.model or vit_b32(weights)
+    if quick_gelu is not None and (model or suite.model) is not None:
+        from ..errors import UsageError
+
+        raise UsageError(f"--{'' if quick_gelu else 'no-'}quick-gelu sets the activation of the ViT-B-32 weights of "
+                         f"the real suites; {suite.name} runs its own model: leave the flag out")
+    model = model or suite.model or vit_b32(weights, quick_gelu)
     pool_dir = pool or (str(Path(results_dir) / "pool") if results_dir else None)
     return Context(model, suite.recipe.with_(seed=seed), device=device, data_root=data_root, progress=progress,
                    workers=default_workers() if workers is None else workers, pool_dir=pool_dir, fresh=fresh,

@@ -26,6 +26,7 @@ def normalized(accs: dict, finetuned: dict) -> float:
 
 
 def run(config: AdditionConfig, ctx: Context) -> dict:
+    ctx.check_finetuned(config.tasks)  # a published set's files, all checked before any evaluation
     taus = [ctx.vector(t) for t in config.tasks]
     total = sum(taus)
     # Each task's own fine-tuned model, on val (for normalizing) and test (for the table).

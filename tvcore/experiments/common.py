@@ -16,6 +16,7 @@ from ..errors import CheckpointError
 from ..evaluate import ClassificationMetrics
 from ..evaluator import Evaluator, eval_batch_size
 from ..finetune import Recipe
+from ..finetuned_sets import FinetunedSet
 from ..models import LoadedModel, load_model
 from ..pool import ModelPool
 from ..tasks import TaskPool, load_task
@@ -37,11 +38,16 @@ PAPER_GRID = grid(0.0, 1.0, 0.05)
 
 @dataclass
 class ModelSpec:
+    """An architecture, its weights (file or tag), an image encoder file over them
+    (``--image-encoder``) and the user's ``--quick-gelu``/``--no-quick-gelu``
+    (None: decided from the weights, :func:`tvcore.models.decide_quick_gelu`)."""
+
     arch: str
     pretrained: str | None = None
     quick_gelu: bool | None = None
+    image_encoder: str | None = None
 
-    def load(self, device) -> LoadedModel:
+    def load(self, device, quick_gelu_records: dict | None = None) -> LoadedModel:
         for path in (self.arch, self.pretrained):
             if path and str(path).startswith(str(FIXTURES)) and not Path(path).is_file():
                 raise CheckpointError(f"{path} is missing: the embedded model ships with the tvcore source "
@@ -50,7 +56,8 @@ class ModelSpec:
             import torch
 
             torch.manual_seed(0)  # a stand-in model's random init is the same every run
-        return load_model(self.arch, self.pretrained, device=device, quick_gelu=self.quick_gelu)
+        return load_model(self.arch, self.pretrained, device=device, quick_gelu=self.quick_gelu,
+                          image_encoder=self.image_encoder, quick_gelu_records=quick_gelu_records)
 
 
 TINY = ModelSpec(str(TINY_CONFIG), str(TINY_CHECKPOINT), quick_gelu=False)  # its config has none
@@ -83,10 +90,13 @@ class Context:
 
     def __post_init__(self):
         t0 = time.perf_counter()
-        loaded = self.model.load(self.device)
+        # A fine-tuned set's QuickGELU records join the model's decision, so the model
+        # runs as the set was trained (or the clash is refused before anything runs).
+        finetuned = FinetunedSet(Path(self.finetuned), arch=Path(self.model.arch).stem) if self.finetuned else None
+        loaded = self.model.load(self.device, finetuned.quick_gelu_records() if finetuned else None)
         if self.eval_batch_size is None:
             self.eval_batch_size = eval_batch_size(self.device)
-        self.pool = ModelPool(loaded, self.device, self.pool_dir, fresh=self.fresh, finetuned=self.finetuned,
+        self.pool = ModelPool(loaded, self.device, self.pool_dir, fresh=self.fresh, finetuned=finetuned,
                               checkpoint_every=self.checkpoint_every, progress=self.progress)
         self.tasks = TaskPool(loaded, self.data_root, self.device, head_cache=self.head_cache,
                               pixel_cache=self.pixel_cache, workers=self.workers, batch_size=self.eval_batch_size,
@@ -102,6 +112,11 @@ class Context:
 
     def task(self, name: str) -> TaskData:
         return self.tasks.task(name)
+
+    def check_finetuned(self, task_names: Sequence[str]) -> None:
+        """With ``finetuned``: read and check every task's encoder now, before any
+        evaluation (one error lists every bad file)."""
+        self.pool.check_finetuned(task_names)
 
     def vector(self, task_name: str) -> TaskVector:
         return self.pool.vector(task_name, self.tasks, self.recipe)
@@ -136,12 +151,15 @@ class Context:
         root = str(FIXTURES.parent) + "/"
         strip = lambda v: v.replace(root, "") if isinstance(v, str) else v  # noqa: E731
         model = {k: strip(v) for k, v in asdict(self.model).items()}
+        decided = self.pool.loaded.info
+        model["quick_gelu"] = {"value": decided.get("quick_gelu"), "source": strip(decided.get("quick_gelu_source"))}
         tasks = {name: self.tasks.describe(name) for name in self.tasks._tasks}
         # Where a vector came from; the pool's own paths stay out (its key names the entry).
         vectors = {name: {k: strip(v) for k, v in info.items() if k != "path" or info["source"] == "finetuned"}
                    for name, info in self.pool.provenance.items()}
+        fset = self.pool.finetuned
         return {"model": model, "model_loaded": strip(self.pool.loaded.describe()),
-                "quick_gelu": self.pool.loaded.info.get("quick_gelu"), "base_weights": self.pool.base_hash,
+                "finetuned_set": fset.describe() if fset is not None else None, "base_weights": self.pool.base_hash,
                 "recipe": asdict(self.recipe), "device": self.device, "evaluation": self.evaluator.describe(),
                 "tasks": tasks, "vectors": vectors,
                 "rehearsal_cap": self.max_per_split}

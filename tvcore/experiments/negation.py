@@ -88,6 +88,7 @@ def _table_row(reported: dict, prefix: str, targets: list[str]) -> dict:
 
 
 def run(config: NegationConfig, ctx: Context) -> dict:
+    ctx.check_finetuned(config.targets)  # a published set's files, all checked before any evaluation
     ctx.load(ctx.pretrained_state)
     control_val = ctx.accuracy(config.control, "val")
     control_test = ctx.evaluate(config.control, "test").overall
