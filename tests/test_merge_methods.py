@@ -77,7 +77,9 @@ def test_tsv_m_by_the_paper_steps():
     us, ss, vs_ = [], [], []
     for v in vs:
         u, s, vh = np.linalg.svd(v["w"].numpy(), full_matrices=False)
-        us.append(u[:, :count]), ss.append(s[:count]), vs_.append(vh[:count].T)
+        us.append(u[:, :count])
+        ss.append(s[:count])
+        vs_.append(vh[:count].T)
     u, v = whitened(np.hstack(us)), whitened(np.hstack(vs_))
     expected = 0.7 * u @ np.diag(np.concatenate(ss)) @ v.T
     np.testing.assert_allclose(np_(out["w"]), expected, rtol=1e-9, atol=1e-9)
@@ -101,7 +103,9 @@ def test_iso_cts_by_the_paper_steps():
     us, ss, vhs = [u[:, :k]], [s[:k]], [vh[:k].T]
     for t in tau:
         ut, st_, vht = np.linalg.svd(t - u[:, :k] @ u[:, :k].T @ t, full_matrices=False)
-        us.append(ut[:, :per_task]), ss.append(st_[:per_task]), vhs.append(vht[:per_task].T)
+        us.append(ut[:, :per_task])
+        ss.append(st_[:per_task])
+        vhs.append(vht[:per_task].T)
     expected = np.concatenate(ss).mean() * whitened(np.hstack(us)) @ whitened(np.hstack(vhs)).T
     np.testing.assert_allclose(np_(out), expected, rtol=1e-8, atol=1e-8)
 
@@ -183,6 +187,17 @@ def test_regmean_solves_the_least_squares_of_the_weights():
     np.testing.assert_allclose(np_(out["b"]), (vs[0]["b"] + vs[1]["b"]).numpy() / 2, rtol=1e-12)
 
 
+def test_regmean_averages_the_columns_of_inputs_no_task_saw():
+    vs = vectors(19, n=2, shapes=(("w", (3, 4)),))
+    grams = []
+    for i in range(2):
+        g = _psd(20 + i, 4)
+        g[2, :], g[:, 2] = 0, 0  # feature 2 is always zero
+        grams.append({"w": g})
+    out = M["regmean"](vs, stats=grams)["w"]
+    torch.testing.assert_close(out[:, 2], (vs[0]["w"][:, 2] + vs[1]["w"][:, 2]) / 2)
+
+
 def test_fisher_merging_is_the_fisher_weighted_average_of_the_weights():
     pre = rand(17, 6)
     vs = [TaskVector({"w": rand(18 + i, 6)}) for i in range(3)]
@@ -227,19 +242,13 @@ def test_dare_at_drop_rate_zero_is_task_arithmetic(seed, lam):
         assert torch.equal(dare[k], ta[k])
 
 
-@given(matrices, st.floats(0.1, 3.0))
-def test_iso_c_merged_matrices_have_a_flat_spectrum(shape, lam):
+@pytest.mark.parametrize("name", ["iso-c", "iso-cts"])
+@given(shape=matrices, x=st.floats(0.0, 1.0))
+def test_isotropic_merges_have_a_flat_spectrum(name, shape, x):
     rows, cols, n, seed = shape
     vs = vectors(seed % 10_000, n=n, shapes=(("w", (rows, cols)),))
-    s = singular_values(M["iso-c"](vs, lam=lam)["w"])
-    torch.testing.assert_close(s, torch.full_like(s, float(s.mean())), rtol=1e-9, atol=1e-12)
-
-
-@given(matrices, st.floats(0.0, 1.0))
-def test_iso_cts_merged_matrices_have_a_flat_spectrum(shape, common):
-    rows, cols, n, seed = shape
-    vs = vectors(seed % 10_000, n=n, shapes=(("w", (rows, cols)),))
-    s = singular_values(M["iso-cts"](vs, common=common)["w"])
+    hp = {"lam": 0.1 + 2.9 * x} if name == "iso-c" else {"common": x}
+    s = singular_values(METHODS[name](vs, **hp)["w"])
     torch.testing.assert_close(s, torch.full_like(s, float(s.mean())), rtol=1e-9, atol=1e-12)
 
 

@@ -74,6 +74,18 @@ def sum_of(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     return sum(in_compute_dtype(tensors)).to(tensors[0].dtype)
 
 
+def layerwise(merge_matrices: Callable, fallback: Callable = mean_of) -> Callable:
+    """The per-key function of a layer-wise method from its merge of one layer's
+    task matrices, ``merge_matrices(matrices, **hp)``: 2-D tensors go to it in the
+    compute dtype, other tensors to ``fallback`` (the layer-wise papers average
+    them); ``lam`` scales either, and the result has the inputs' dtype."""
+    def per_tensor(key, tensors, stats=None, *, lam=1.0, **hp):
+        ts = in_compute_dtype(tensors)
+        merged = merge_matrices(ts, **hp) if is_matrix(tensors[0]) else fallback(ts)
+        return (lam * merged).to(tensors[0].dtype)
+    return per_tensor
+
+
 @dataclass(frozen=True)
 class MergeMethod:
     """A merging method: its name, citation, hyperparameters and how it merges."""

@@ -24,16 +24,13 @@ from __future__ import annotations
 import torch
 
 from ..errors import UsageError
-from .base import MergeMethod, in_compute_dtype, is_matrix, mean_of, steps
+from .base import MergeMethod, layerwise, steps
 from .tsv import components, polar
 
 
-def iso_c_tensor(key, tensors, stats=None, *, lam):
-    ts = in_compute_dtype(tensors)
-    if not is_matrix(tensors[0]):
-        return (lam * mean_of(ts)).to(tensors[0].dtype)
+def iso_c_matrices(ts):
     u, s, vh = torch.linalg.svd(sum(ts), full_matrices=False)
-    return (lam * s.mean() * (u @ vh)).to(tensors[0].dtype)
+    return s.mean() * (u @ vh)
 
 
 def split_rank(rank: int, tasks: int, common: float) -> tuple[int, int]:
@@ -44,10 +41,7 @@ def split_rank(rank: int, tasks: int, common: float) -> tuple[int, int]:
     return rank - per_task * tasks, per_task
 
 
-def iso_cts_tensor(key, tensors, stats=None, *, lam, common):
-    ts = in_compute_dtype(tensors)
-    if not is_matrix(tensors[0]):
-        return (lam * mean_of(ts)).to(tensors[0].dtype)
+def iso_cts_matrices(ts, *, common):
     rank = min(ts[0].shape)
     k, per_task = split_rank(rank, len(ts), common)
     u, s, vh = components(sum(ts), k)
@@ -58,7 +52,7 @@ def iso_cts_tensor(key, tensors, stats=None, *, lam, common):
                 acc.append(part)
     s_all = torch.cat(ss)
     merged = polar(torch.cat(us, dim=1)) @ polar(torch.cat(vhs, dim=0))
-    return (lam * s_all.mean() * merged).to(tensors[0].dtype)
+    return s_all.mean() * merged
 
 
 def _check(hp):
@@ -74,11 +68,11 @@ _ISO_RULE = ("the scaling factor alpha on validation (Marczak et al. 2025); the 
 ISO_C = MergeMethod(
     name="iso-c", citation=_ISO_CITATION, defaults={"lam": 1.0},
     grid={"lam": steps(0.5, 2.5, 0.1)}, rule=_ISO_RULE,
-    per_tensor=iso_c_tensor, scales_by_lam=True,
+    per_tensor=layerwise(iso_c_matrices), scales_by_lam=True,
 )
 
 ISO_CTS = MergeMethod(
     name="iso-cts", citation=_ISO_CITATION, defaults={"lam": 1.0, "common": 0.8},
     grid={"lam": steps(0.5, 2.5, 0.1)}, rule="common subspace 0.8 of each layer's rank (the paper's); " + _ISO_RULE,
-    per_tensor=iso_cts_tensor, check=_check, scales_by_lam=True,
+    per_tensor=layerwise(iso_cts_matrices), check=_check, scales_by_lam=True,
 )

@@ -37,6 +37,12 @@ def regmean_tensor(key, tensors, grams=None, *, alpha):
         raise UsageError(f"regmean: the Gram of {key!r} is {tuple(grams[0].shape)}, the weight {tuple(ts[0].shape)}; "
                          "a Gram is (in_features, in_features) of the layer's inputs")
     gs = [regularized(g.to(torch.float64), alpha) for g in grams]
+    # An input feature no task ever saw has an all-zero row and column in every Gram:
+    # its column of W is unconstrained, and (sum G) is singular. An identity there
+    # makes that column the tasks' average, like the weights without a Gram.
+    unseen = torch.diagonal(sum(gs)) == 0
+    if unseen.any():
+        gs = [g + torch.diag(unseen.to(g.dtype)) for g in gs]
     numerator = sum(t.to(torch.float64) @ g for t, g in zip(ts, gs))
     # W (sum G) = sum W_t G_t; sum G is symmetric, so solve (sum G) W^T = (sum W_t G_t)^T.
     merged = torch.linalg.solve(sum(gs), numerator.T).T

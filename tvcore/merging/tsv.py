@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import UsageError
-from .base import MergeMethod, in_compute_dtype, is_matrix, mean_of, steps
+from .base import MergeMethod, layerwise, steps
 
 
 def polar(a: torch.Tensor) -> torch.Tensor:
@@ -33,17 +33,14 @@ def components(t: torch.Tensor, count: int):
     return u[:, :count], s[:count], vh[:count]
 
 
-def tsv_tensor(key, tensors, stats=None, *, lam, keep):
-    ts = in_compute_dtype(tensors)
-    if not is_matrix(tensors[0]):
-        return (lam * mean_of(ts)).to(tensors[0].dtype)
+def tsv_matrices(ts, *, keep):
     fraction = 1.0 / len(ts) if keep is None else keep
     count = max(1, int(min(ts[0].shape) * fraction))
     parts = [components(t, count) for t in ts]
     u = polar(torch.cat([p[0] for p in parts], dim=1))
     s = torch.cat([p[1] for p in parts])
     vh = polar(torch.cat([p[2] for p in parts], dim=0))
-    return (lam * (u * s) @ vh).to(tensors[0].dtype)
+    return (u * s) @ vh
 
 
 def _check(hp):
@@ -58,6 +55,6 @@ TSV_M = MergeMethod(
     grid={"lam": steps(0.0, 1.0, 0.05)},
     rule=("each task keeps 1/T of each layer's rank (Gargiulo et al. 2025); the coefficient on validation over "
           "{0, 0.05, ..., 1}, as the authors' released evaluation does for task arithmetic"),
-    per_tensor=tsv_tensor, check=_check, scales_by_lam=True,
+    per_tensor=layerwise(tsv_matrices), check=_check, scales_by_lam=True,
     notes=("keep=None is the paper's 1/T; a number sets the fraction of each layer's rank kept per task",),
 )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import UsageError
-from .base import MergeMethod, in_compute_dtype, is_matrix
+from .base import MergeMethod, layerwise, sum_of
 
 
 def wudi_loss(merged: torch.Tensor, stacked: torch.Tensor) -> torch.Tensor:
@@ -29,10 +29,7 @@ def wudi_loss(merged: torch.Tensor, stacked: torch.Tensor) -> torch.Tensor:
     return (interference.pow(2).sum(dim=(1, 2)) / norms).sum()
 
 
-def wudi_tensor(key, tensors, stats=None, *, lam, lr, iterations):
-    ts = in_compute_dtype(tensors)
-    if not is_matrix(tensors[0]):
-        return (lam * sum(ts)).to(tensors[0].dtype)
+def wudi_matrices(ts, *, lr, iterations):
     stacked = torch.stack(ts)
     merged = torch.nn.Parameter(stacked.sum(dim=0))
     optimizer = torch.optim.Adam([merged], lr=lr)
@@ -41,7 +38,7 @@ def wudi_tensor(key, tensors, stats=None, *, lam, lr, iterations):
             optimizer.zero_grad()
             wudi_loss(merged, stacked).backward()
             optimizer.step()
-    return (lam * merged.detach()).to(tensors[0].dtype)
+    return merged.detach()
 
 
 def _check(hp):
@@ -57,5 +54,5 @@ WUDI = MergeMethod(
     defaults={"lam": 1.0, "lr": 1e-5, "iterations": 300},
     grid={},
     rule="none: fixed lr 1e-5, 300 Adam steps, no rescaling coefficient (Cheng et al. 2025)",
-    per_tensor=wudi_tensor, check=_check,
+    per_tensor=layerwise(wudi_matrices, fallback=sum_of), check=_check,
 )
