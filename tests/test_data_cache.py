@@ -57,7 +57,8 @@ def count_loads(monkeypatch) -> list:
 
 
 def entry_files(cache_dir):
-    return sorted(p.name.rsplit(".", 1)[-1] for p in cache_dir.iterdir() if p.suffix != ".lock")
+    # .lock (building) and .use (open somewhere) are the entry's empty lock files.
+    return sorted(p.name.rsplit(".", 1)[-1] for p in cache_dir.iterdir() if p.suffix not in (".lock", ".use"))
 
 
 def test_cached_pixels_normalized_on_the_device_are_the_full_eval_transform(split, tiny_model, tmp_path):

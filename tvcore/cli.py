@@ -63,6 +63,30 @@ def _paper_summary(args) -> int:
     return 1 if errors else 0
 
 
+def _cache(args) -> int:
+    """The pixel cache folder: list its entries, give its size, clear it (see data.cache_store)."""
+    from tabulate import tabulate
+
+    from .data import cache_store as store
+    from .data.cache import _default_root
+
+    root = _default_root()
+    if args.cache_command == "list":
+        rows = [[e.key, store.human(e.bytes), store.when(e.last_used), e.split, e.images]
+                for e in reversed(store.entries(root))]
+        print(tabulate(rows, headers=["key", "size", "last used", "split", "images"], tablefmt="github")
+              if rows else f"no entries under {root}")
+    elif args.cache_command == "size":
+        found, bound = store.entries(root), store.max_bytes()
+        print(f"{root}: {len(found)} entries, {store.human(store.folder_bytes(root))} of a "
+              f"{store.human(bound) if bound != float('inf') else 'unbounded'} bound ({store.MAX_ENV})")
+    else:
+        removed, busy = store.clear(root, args.keys or None)
+        print(f"removed {len(removed)} entries ({store.human(sum(e.bytes for e in removed))}) from {root}"
+              + (f"; kept {len(busy)} in use: {', '.join(e.key for e in busy)}" if busy else ""))
+    return 0
+
+
 def _vector_build(args) -> int:
     from .vectors import TaskVector
 
@@ -379,6 +403,15 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--protocol", default="baseline", help="mini-ddsm protocol: baseline, focus-2, focus-5")
     summary.add_argument("--seed", type=int, default=0)
     summary.set_defaults(func=_data_summary)
+
+    cache_p = sub.add_parser("cache", help="the pixel cache ($TVCORE_CACHE/pixels): list, size, clear").add_subparsers(
+        dest="cache_command", required=True)
+    cache_p.add_parser("list", help="entries, most recently used first: key, size, last use, split, images")
+    cache_p.add_parser("size", help="the folder's size and its bound ($TVCORE_CACHE_MAX, default 20GB)")
+    clear = cache_p.add_parser("clear", help="remove entries not in use: all, or those named")
+    clear.add_argument("keys", nargs="*", metavar="KEY", help="keys (or unique prefixes) from 'tvcore cache list'")
+    for command in cache_p.choices.values():
+        command.set_defaults(func=_cache)
 
     vec_p = sub.add_parser("vector", help="task vectors over files").add_subparsers(dest="vector_command",
                                                                                       required=True)

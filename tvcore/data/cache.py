@@ -14,7 +14,8 @@ order) and ``<key>.json`` (shape and a completion marker). Both are written to
 unique temp files beside them, fsynced and renamed, the rows first and the
 metadata last, so an entry without its metadata (a writer that died) is never
 read; a lock file makes a second process wait for the first instead of decoding
-the same split again.
+the same split again. The folder as a whole (its size bound, least-recently-used
+eviction, which entries are in use, clearing) is :mod:`tvcore.data.cache_store`'s.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 
 from ..errors import DatasetError
+from . import cache_store as store
 from .base import Split
 
 FORMAT = 1  # bump when the layout of an entry changes: old entries are then ignored
@@ -184,33 +186,54 @@ class PixelCache:
         self.pixels = pixels
         self._fd: int | None = None
         self._pid: int | None = None
+        self._in_use: store.InUse | None = None  # held while open: the entry is never evicted
 
     # --------------------------------------------------------------- opening
 
     @classmethod
     def build(cls, split: Split, transform, *, cache_dir: str | os.PathLike | None = None, workers: int = 0,
-              progress: bool = False) -> "PixelCache":
+              progress: bool = False, max_bytes: float | str | None = None) -> "PixelCache":
         """The cache entry of ``split`` under ``transform`` (an eval transform or a
-        :class:`PixelTransform`): opened if complete, else built first."""
+        :class:`PixelTransform`): opened if complete, else built first; after a build,
+        least recently used entries not in use are evicted until the folder is within
+        ``max_bytes`` (default ``TVCORE_CACHE_MAX``, else 20 GB; see :mod:`.cache_store`)."""
         if len(split) == 0:
             raise DatasetError(f"split {split.name!r} is empty: nothing to evaluate or train on")
+        bound = store.max_bytes(max_bytes)  # a malformed bound is named before hours of decoding
         pixels = PixelTransform.of(transform)
         root = Path(cache_dir) if cache_dir is not None else _default_root()
         root.mkdir(parents=True, exist_ok=True)
         key = cache_key(split, pixels)
         data, meta = root / f"{key}.u8", root / f"{key}.json"
         labels = np.asarray(split.labels, dtype=np.int64)
-        found = cls._open(data, meta, len(split), labels, pixels)
+        found = cls._acquire(root, key, len(split), labels, pixels)
         if found is not None:
             return found
         with _Lock(root / f"{key}.lock"):
-            found = cls._open(data, meta, len(split), labels, pixels)  # another process may have finished it
-            if found is None:
+            found = cls._acquire(root, key, len(split), labels, pixels)  # another process may have finished it
+            built = found is None
+            if built:
                 cls._write(split, pixels, data, meta, workers, progress)
-                found = cls._open(data, meta, len(split), labels, pixels)
+                found = cls._acquire(root, key, len(split), labels, pixels)
         if found is None:
             raise DatasetError(f"pixel cache entry {data} is incomplete right after it was written; "
                                "check the disk under TVCORE_CACHE")
+        if built:
+            store.enforce_bound(root, bound, keep=key)
+        return found
+
+    @classmethod
+    def _acquire(cls, root: Path, key: str, n: int, labels: np.ndarray,
+                 pixels: PixelTransform) -> "PixelCache | None":
+        """The entry opened and marked in use (then checked: it may have been evicted
+        between the two), with its last use recorded; None if it is not complete."""
+        in_use = store.InUse(root, key)
+        found = cls._open(root / f"{key}.u8", root / f"{key}.json", n, labels, pixels)
+        if found is None:
+            in_use.release()
+            return None
+        found._in_use = in_use
+        store.touch(root, key)
         return found
 
     @classmethod
@@ -321,6 +344,7 @@ class PixelCache:
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_fd"] = state["_pid"] = None  # a process opens its own descriptor
+        state["_in_use"] = None  # the process that opened the entry holds it in use
         return state
 
     def __del__(self):
@@ -329,6 +353,9 @@ class PixelCache:
                 os.close(self._fd)
             except OSError:
                 pass
+        in_use = getattr(self, "_in_use", None)
+        if in_use is not None:
+            in_use.release()
 
 
 def _default_root() -> Path:

@@ -1,0 +1,129 @@
+"""The pixel cache stays within its bound: least recently used entries go first, an
+entry in use never goes, and ``tvcore cache`` lists, sizes and clears it. Tiny caches:
+8x8 images, 192 bytes a row."""
+
+from __future__ import annotations
+
+import gc
+import time
+
+import numpy as np
+import pytest
+from torchvision import transforms as T
+
+from tvcore.cli import main
+from tvcore.data import cache_store as store
+from tvcore.data.base import Sample, Split
+from tvcore.data.cache import PixelCache
+from tvcore.errors import UsageError
+
+TRANSFORM = T.Compose([T.ToTensor()])
+ROWS = 10 * 3 * 8 * 8  # bytes of rows in one entry
+
+
+def split(seed: int) -> Split:
+    rng = np.random.default_rng(seed)
+    return Split("test", [Sample(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), i % 2, f"{seed}-{i}", f"{seed}-{i}")
+                          for i in range(10)])
+
+
+def build(cache_dir, seed: int, max_bytes=None) -> PixelCache:
+    return PixelCache.build(split(seed), TRANSFORM, cache_dir=cache_dir, max_bytes=max_bytes)
+
+
+def closed(cache_dir, seed: int) -> str:
+    """Build an entry and close it (no longer in use); its key."""
+    cache = build(cache_dir, seed)
+    key = cache.path.stem
+    del cache
+    gc.collect()
+    time.sleep(0.02)  # distinct last-use times
+    return key
+
+
+def room_for_two(cache_dir) -> float:
+    """A bound two entries fit in (rows and metadata), three do not."""
+    size = max(e.bytes for e in store.entries(cache_dir))
+    assert size > ROWS
+    return 2.5 * size
+
+
+def keys(cache_dir) -> set[str]:
+    return {e.key for e in store.entries(cache_dir)}
+
+
+@pytest.mark.parametrize("text,size", [("20GB", 20e9), ("500MB", 500e6), ("1.5GiB", 1.5 * 2**30), ("4096", 4096),
+                                       ("none", float("inf"))])
+def test_sizes_are_read_in_decimal_and_binary_units(text, size):
+    assert store.parse_size(text) == size
+
+
+def test_the_default_bound_is_20_gb_and_the_environment_sets_it(monkeypatch):
+    monkeypatch.delenv(store.MAX_ENV, raising=False)
+    assert store.max_bytes() == 20e9
+    monkeypatch.setenv(store.MAX_ENV, "3MB")
+    assert store.max_bytes() == 3e6
+
+
+def test_a_malformed_bound_is_refused_before_any_decoding(tmp_path, monkeypatch):
+    monkeypatch.setenv(store.MAX_ENV, "lots")
+    with pytest.raises(UsageError, match="TVCORE_CACHE_MAX='lots': not a size"):
+        build(tmp_path, 0)
+    assert not list(tmp_path.glob("*.u8"))
+
+
+def test_the_least_recently_used_entry_is_evicted_first(tmp_path):
+    first, second = closed(tmp_path, 0), closed(tmp_path, 1)
+    third = build(tmp_path, 2, max_bytes=room_for_two(tmp_path))
+    assert keys(tmp_path) == {second, third.path.stem} and first not in keys(tmp_path)
+
+
+def test_opening_an_entry_makes_it_recently_used(tmp_path):
+    first, second = closed(tmp_path, 0), closed(tmp_path, 1)
+    closed(tmp_path, 0)  # opened again: now the second is the least recently used
+    build(tmp_path, 2, max_bytes=room_for_two(tmp_path))
+    assert first in keys(tmp_path) and second not in keys(tmp_path)
+
+
+def test_an_entry_in_use_is_never_evicted(tmp_path):
+    held = build(tmp_path, 0)  # open: in use, and the least recently used
+    build(tmp_path, 1, max_bytes=0)
+    assert held.path.stem in keys(tmp_path)
+    assert held.rows(0, 2).shape == (2, 3, 8, 8)
+
+
+def test_the_bound_can_be_lifted(tmp_path):
+    for seed in range(3):
+        closed(tmp_path, seed)
+    build(tmp_path, 3, max_bytes="none")
+    assert len(keys(tmp_path)) == 4
+
+
+def test_cache_list_size_and_clear_by_key(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TVCORE_CACHE", str(tmp_path))
+    pixels = tmp_path / "pixels"
+    first, second = closed(pixels, 0), closed(pixels, 1)
+    assert main(["cache", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert listing.index(second) < listing.index(first)  # most recently used first
+    assert main(["cache", "size"]) == 0
+    assert "2 entries" in capsys.readouterr().out
+    assert main(["cache", "clear", first[:12]]) == 0
+    assert "removed 1 entries" in capsys.readouterr().out and keys(pixels) == {second}
+
+
+def test_cache_clear_keeps_entries_in_use(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TVCORE_CACHE", str(tmp_path))
+    pixels = tmp_path / "pixels"
+    held = build(pixels, 0)
+    closed(pixels, 1)
+    assert main(["cache", "clear"]) == 0
+    out = capsys.readouterr().out
+    assert "removed 1 entries" in out and f"kept 1 in use: {held.path.stem}" in out
+    assert keys(pixels) == {held.path.stem}
+
+
+def test_clear_with_an_unknown_key_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TVCORE_CACHE", str(tmp_path))
+    assert main(["cache", "clear", "feedface"]) == 2
+    assert "cache key 'feedface' matches 0 entries" in capsys.readouterr().err
