@@ -80,15 +80,17 @@ def mnist_tree(root: Path, sources: list[Path], n: int) -> Path:
     return root
 
 
-def test_peak_rss_of_tvcore_eval_does_not_grow_with_the_split(png_sources, tmp_path_factory, speed_table):
+def test_peak_rss_of_tvcore_eval_does_not_grow_with_the_split(png_sources, tmp_path, speed_table):
     """The command itself, model and all (the 224-px stand-in architecture, random
     init, workers 0), each size in a fresh process with an empty pixel cache: the
     split is decoded into the cache, read back, normalized and evaluated."""
     from tvcore.experiments import STAND_IN
 
-    runs = [(("tvcore-eval", mnist_tree(tmp_path_factory.mktemp(f"mnist_{n}"), png_sources, n),
-              tmp_path_factory.mktemp(f"eval_results_{n}"), STAND_IN.arch),
-             {"TVCORE_CACHE": str(tmp_path_factory.mktemp(f"eval_cache_{n}"))}) for n in RSS_COUNTS]
+    # Under the test's own tmp_path: the 3 GB of pixel cache goes when the test passes.
+    for n in RSS_COUNTS:
+        (tmp_path / f"eval_results_{n}").mkdir()
+    runs = [(("tvcore-eval", mnist_tree(tmp_path / f"mnist_{n}", png_sources, n), tmp_path / f"eval_results_{n}",
+              STAND_IN.arch), {"TVCORE_CACHE": str(tmp_path / f"eval_cache_{n}")}) for n in RSS_COUNTS]
     *measured, idle = rss_probe.run(*runs, (("idle",), None))
     runs, idle = dict(zip(RSS_COUNTS, measured)), idle["peak_rss_bytes"]
     small, large = (runs[n] for n in RSS_COUNTS)
@@ -126,9 +128,9 @@ def passes(split: Split, cache_dir: Path, workers: int) -> dict:
 
 
 @pytest.mark.parametrize("source", list(SOURCES))
-def test_throughput_of_first_and_cached_passes(source, tmp_path_factory, speed_table):
+def test_throughput_of_first_and_cached_passes(source, tmp_path, speed_table):
     side, fmt, n = SOURCES[source]
-    folder = tmp_path_factory.mktemp(f"tp_{source}")
+    folder = tmp_path  # its images and caches go when the test passes
     paths = write_images(folder / "images", n, side, fmt)
     split = Split("test", [Sample(str(p), i % 10, p.stem, p.name) for i, p in enumerate(paths)])
     torch.set_num_threads(2)

@@ -12,6 +12,8 @@ the same thing.
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -56,7 +58,8 @@ def files(tmp_path_factory, vit_b32_pretrained, vectors):
     for i, v in enumerate(vectors):
         torch.save(v.state_dict(), d / f"t{i}.pt")
         pt.append(d / f"t{i}.pt")
-    return {"dir": d, "base_pt": base_pt, "safetensors": st, "pt": pt}
+    yield {"dir": d, "base_pt": base_pt, "safetensors": st, "pt": pt}
+    shutil.rmtree(d, ignore_errors=True)  # GBs of ViT-B-32 files: gone with the module, pass or fail
 
 
 @pytest.fixture(scope="module")
