@@ -143,3 +143,9 @@ def test_a_truncated_gzipped_mnist_file_is_named(tmp_path):
     path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes())[:-5]))
     with pytest.raises(DatasetError, match=r"MNIST: .*t10k-images-idx3-ubyte.gz holds \d+ bytes of data for the shape"):
         data.load("MNIST", root=tmp_path)
+
+
+def test_more_classes_than_the_dataset_has_is_refused(tmp_path):
+    ft.make_vision_task_tree(tmp_path, "SVHN", [str(d) for d in range(11)], subset=False)
+    with pytest.raises(DatasetError, match=r"SVHN: found 11 classes under .*, but SVHN has 10; remove"):
+        data.load("SVHN", root=tmp_path)

@@ -81,8 +81,12 @@ class InUse:
     """A shared lock on ``<key>.use`` held while a process has the entry open."""
 
     def __init__(self, root: Path, key: str):
-        self.fd: int | None = os.open(root / f"{key}.use", os.O_RDWR | os.O_CREAT, 0o644)
         self.pid = os.getpid()
+        try:
+            self.fd: int | None = os.open(root / f"{key}.use", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:  # a cache folder shared read-only: nothing here can evict the entry
+            self.fd = None
+            return
         _flock(self.fd, exclusive=False, wait=True)
 
     def release(self) -> None:

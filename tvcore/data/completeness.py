@@ -67,6 +67,9 @@ def _check_count(task: TaskData, root: Path) -> None:
         return
     if found == whole:
         return
+    if found > whole:
+        raise DatasetError(f"{name}: found {found} classes under {root}, but {name} has {whole}; remove the "
+                           "folders or lines of classes that are not the dataset's")
     known = all_classnames(name)
     missing = ""
     if known is not None and found < whole and set(task.class_names) <= set(known):

@@ -50,7 +50,10 @@ def _check_sorted(test_dir: Path, base: Path) -> None:
     flat = sum(e.suffix.lower() in (".jpeg", ".jpg") for e in entries)
     if not flat:
         return
-    truth = next(iter(sorted(base.rglob(GROUND_TRUTH))), None) if base.is_dir() else None
+    # Where the devkit unpacks it (ILSVRC2012_devkit_t12/data/), or beside the folders; never a
+    # walk of train/, which holds 1.28 million files.
+    places = [base / GROUND_TRUTH, *base.glob(f"*/{GROUND_TRUTH}"), *base.glob(f"*/data/{GROUND_TRUTH}")]
+    truth = next((p for p in places if p.is_file()), None)
     raise DatasetError(
         f"ImageNet: {test_dir} holds {flat} images in one flat folder, not in <wnid>/ class folders as train/ "
         f"does{f' ({truth} labels them by ILSVRC2012 id, which only the devkit maps to wnids)' if truth else ''}; "
