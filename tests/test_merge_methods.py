@@ -438,6 +438,16 @@ def test_grams_hooks_are_removed_afterwards():
     assert not model.fc1._forward_hooks and not model.attn._forward_pre_hooks
 
 
+def test_grams_of_the_openclip_image_encoder_cover_attention_inputs_and_the_mlp(tiny_model):
+    encoder = tiny_model.image_encoder
+    grams = linear_input_grams(encoder, [torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))])
+    weights = encoder.state_dict()
+    blocks = {k.split(".attn.")[0] for k in weights if k.endswith(".attn.in_proj_weight")}
+    assert blocks and set(grams) == {f"{b}.{p}" for b in blocks
+                                     for p in ("attn.in_proj_weight", "mlp.c_fc.weight", "mlp.c_proj.weight")}
+    assert all(grams[k].shape == (weights[k].shape[1],) * 2 for k in grams)
+
+
 def test_regmean_with_hooked_grams_minimizes_the_output_mismatch():
     """Jin et al.'s objective: sum_t ||X_t W^T - X_t W_t^T||^2 is stationary at the merge (alpha = 1)."""
     pre = torch.nn.Linear(5, 3, bias=False).double()
