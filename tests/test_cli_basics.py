@@ -63,3 +63,12 @@ def test_run_help_lists_every_suite_unbroken(capsys, monkeypatch):
     assert "..." not in help_text
     for suite in SUITES:
         assert re.search(rf"\b{re.escape(suite)}\b", help_text), suite
+
+
+def test_every_run_option_has_help():
+    from tvcore.cli import build_parser
+
+    parser = build_parser()
+    run = next(a for a in parser._actions if a.dest == "command").choices["run"]
+    undocumented = [a.option_strings[0] for a in run._actions if a.option_strings and not a.help]
+    assert undocumented == []

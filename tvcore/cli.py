@@ -459,11 +459,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one suite outside pytest and write its record",
                          formatter_class=_RunHelpFormatter)
     run.add_argument("suite", help="the suite to run")
-    run.add_argument("--device", default="cpu")
-    run.add_argument("--data-root", default=os.environ.get("TVCORE_DATA"))
-    run.add_argument("--weights", default=os.environ.get("TVCORE_WEIGHTS"))
-    run.add_argument("--results-dir", default="results")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    run.add_argument("--data-root", default=os.environ.get("TVCORE_DATA"), metavar="DIR",
+                     help="the folder that holds the datasets, for the real suites (default: $TVCORE_DATA)")
+    run.add_argument("--weights", default=os.environ.get("TVCORE_WEIGHTS"), metavar="FILE",
+                     help="the real suites' ViT-B-32 weights file (default: $TVCORE_WEIGHTS)")
+    run.add_argument("--results-dir", default="results", metavar="DIR",
+                     help="where the record (<suite>.json) and plot go (default: results)")
+    run.add_argument("--seed", type=int, default=0, help="fine-tuning seed (default: 0)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--rehearsal", action="store_true",
                      help="a dry run: the same code with capped splits, a few fine-tuning steps and a 3-point grid")
