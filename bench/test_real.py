@@ -78,7 +78,7 @@ def require_real(options, suite: str) -> None:
 def judged(runs, options, suite: str, verdict_of) -> verdicts.Verdict:
     """Run the suite, judge its record, print the verdict and write it beside the record."""
     require_real(options, suite)
-    run = runs.run(suite)
+    run = runs.with_seed_spread(runs.run(suite))  # --seeds N: the measured training spread
     verdict = verdict_of(run.record)
     write_json(verdict.as_dict(), Path(run.path).with_name(f"{run.case}.verdict.json"))
     run.notes.append(verdict.format())

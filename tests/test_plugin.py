@@ -34,6 +34,13 @@ def test_seeds_parametrize_the_seed_fixture(pytester):
     res.stdout.fnmatch_lines(["*test_x?seed2?*PASSED*"])
 
 
+def test_without_seeds_each_suite_runs_the_seed_its_baseline_gates(pytester):
+    pytester.makepyfile("def test_x(tvcore_seed):\n    assert tvcore_seed is None\n")
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    res.assert_outcomes(passed=1)
+    res.stdout.fnmatch_lines(["*test_x?ci-seed?*PASSED*"])
+
+
 def test_markers_are_registered(pytester):
     res = pytester.runpytest_subprocess("--markers")
     res.stdout.fnmatch_lines(["*@pytest.mark.speed*", "*@pytest.mark.micro*", "*@pytest.mark.real*"])
@@ -65,8 +72,8 @@ def seed_runs(runs, suite, values):
     for seed, v in enumerate(values):
         record = {"case": suite if seed == 0 else f"{suite}-seed{seed}", "suite": suite, "seed": seed,
                   "metrics": {"acc": {"value": v, "total": 200}}}
-        runs.runs[(suite, seed)] = CaseRun(record["case"], seed, record, Path(f"{record['case']}.json"), 1.0,
-                                           suite=suite)
+        path = runs.options.results_dir / f"{record['case']}.json"
+        runs.runs[(suite, seed)] = CaseRun(record["case"], seed, record, path, 1.0, suite=suite)
 
 
 def test_update_baselines_pools_every_seed_into_the_suite_baseline(tmp_path):
@@ -81,6 +88,19 @@ def test_update_baselines_pools_every_seed_into_the_suite_baseline(tmp_path):
     assert runs.runs[("s", 0)].gate == "baseline written (3 seeds)"
 
 
+def test_seeds_write_each_metrics_seed_spread_into_the_record(tmp_path):
+    import json
+
+    from tvcore.pytest_plugin import Options, Runs
+
+    runs = Runs(Options("cpu", None, None, True, tmp_path / "results", tmp_path / "baselines", 3))
+    seed_runs(runs, "s", [0.80, 0.82, 0.78])
+    runs.gate(runs.runs[("s", 0)])
+    written = json.loads((tmp_path / "results" / "s.json").read_text())["seed_spread"]
+    assert written["n_seeds"] == 3 and written["values"]["acc"] == [0.80, 0.82, 0.78]
+    assert written["sd"]["acc"] == pytest.approx(0.02)
+
+
 def test_seed_zero_is_gated_against_the_pooled_baseline(tmp_path):
     from tvcore.pytest_plugin import Options, Runs
 
@@ -92,5 +112,5 @@ def test_seed_zero_is_gated_against_the_pooled_baseline(tmp_path):
     ci.gate(ci.runs[("s", 0)])
     assert ci.runs[("s", 0)].gate == "passed"
     seed_runs(ci, "s", [0.50])
-    with pytest.raises(pytest.fail.Exception, match=r"(?s)s: 1 metric\(s\) regressed.*acc: measured 0.5000"):
+    with pytest.raises(pytest.fail.Exception, match=r"(?s)s: 1 metric\(s\) beyond tolerance.*acc: measured 0.5000"):
         ci.gate(ci.runs[("s", 0)])

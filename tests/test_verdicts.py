@@ -411,7 +411,7 @@ def test_real_suite_writes_and_prints_the_verdict_of_its_record(tmp_path, capsys
     (tmp_path / "w.safetensors").write_bytes(b"")
     record = simulate_birads(np.random.default_rng(12), BIRADS_TRUTH, runs=1)[0]
     run = SimpleNamespace(record=record, path=tmp_path / "birads.json", case="birads", notes=[])
-    runs = SimpleNamespace(run=lambda suite: run)
+    runs = SimpleNamespace(run=lambda suite: run, with_seed_spread=lambda r: r)
     options = SimpleNamespace(data_root=str(tmp_path), weights=str(tmp_path / "w.safetensors"))
     v = judged(runs, options, "birads-vit-b-32", verdicts.birads_verdict)
     written = json.loads((tmp_path / "birads.verdict.json").read_text())

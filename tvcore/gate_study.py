@@ -110,7 +110,8 @@ def upper_bound(failures: int, runs: int, confidence: float = 0.95) -> float:
 def degraded(value: float, better: str, points: int) -> float | None:
     """``value`` made worse by ``points`` percentage points; None outside [0, 1]."""
     out = value - points * POINT if better == "higher" else value + points * POINT
-    return out if -results.EXACT <= out <= 1 + results.EXACT else None
+    low = -1 if value < 0 else 0  # a change of accuracy may be negative
+    return out if low - results.EXACT <= out <= 1 + results.EXACT else None
 
 
 def smallest_failing_drop(values: Mapping[str, float | None], baseline: Mapping, metric: str, same_machine: bool,
@@ -118,22 +119,28 @@ def smallest_failing_drop(values: Mapping[str, float | None], baseline: Mapping,
     """The smallest whole number of points that, taken from ``metric``'s measured
     value in the worse direction, makes the gate fail that metric."""
     better = baseline["metrics"][metric]["better"]
+    better = "higher" if better == "either" else better  # a change gated both ways: measured as a drop
     for d in range(1, max_points + 1):
         worse = degraded(values[metric], better, d)
-        if worse is None:
+        if worse is None or not (-1 - results.EXACT <= worse):
             return None
         judged = results.judge({**values, metric: worse}, baseline, same_machine)
-        if any(f.metric == metric and f.status == "regressed" for f in judged):
+        if any(f.metric == metric and f.status in ("regressed", "changed") for f in judged):
             return d
     return None
 
 
 def study_suite(suite: str, baseline_records: Sequence[Mapping], heldout_records: Sequence[Mapping],
-                false_alarm_rate: float = results.FALSE_ALARM_RATE) -> SuiteStudy:
-    """Build the baseline from ``baseline_records`` and judge each held-out run."""
+                false_alarm_rate: float = results.FALSE_ALARM_RATE, family: int | None = None) -> SuiteStudy:
+    """Build the baseline from ``baseline_records`` as CI's are built (the
+    false-alarm rate split over the ``family`` of gated suites, default all of
+    them) and judge each held-out run."""
+    from .experiments import GATED_SUITES
+
     if not heldout_records:
         raise UsageError(f"{suite}: no held-out records to judge")
-    baseline = results.baseline_from_records(baseline_records, false_alarm_rate)
+    baseline = results.baseline_from_records(baseline_records, false_alarm_rate,
+                                             suites=family or len(GATED_SUITES))
     study = SuiteStudy(suite, [r.get("seed") for r in baseline_records], [], {}, {}, {},
                        [HeadlinePower(name, m["better"], m["mean"], m["sd"], m["tolerance"])
                         for name, m in sorted(baseline["metrics"].items()) if m["role"] == "headline"])

@@ -1,0 +1,192 @@
+"""The gate: one run's record judged against its suite's baseline, metric by metric.
+
+Before any metric is judged, the record must be judgeable: every value a finite
+proportion, every headline of the baseline measured, and the record's test sets
+the baseline's (the same ``split_hashes``); anything else is an error naming what
+differs, never a pass. Then a headline fails when it falls beyond its tolerance
+(a change gated both ways when it moves either way), and when it *improves* by
+more than :data:`SUSPICIOUS` times its tolerance: a jump that large is what a test
+leak or a broken split looks like, so it fails as a suspicious improvement unless
+the run accepts improvements (``--accept-improvements``), after which the baseline
+is rebuilt in a commit that explains it.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Mapping
+
+from .baselines import UPDATE_COMMAND, is_seeded, validate_baseline
+from .errors import IncomparableRecordsError, RecordError
+from .records import fingerprint, same_hardware, validate_record
+
+# A headline better than the baseline by more than this many tolerances is
+# suspicious. For a new seed of unchanged code that is beyond about 3.7 seed SDs
+# from the mean (tolerance ~ 1.9-2.7 SDs): under 0.3% of runs.
+SUSPICIOUS = 2.0
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One metric judged against its baseline. ``role`` is 'headline',
+    'untouched' or 'reported' (seeded baselines) or 'gated' (single-seed ones,
+    where every metric is gated); a reported metric never fails the suite.
+    ``rule`` says in words how its tolerance was set."""
+    metric: str
+    status: str  # "regressed", "changed", "improved", "suspicious", "within", "missing", "new"
+    baseline: float | None
+    measured: float | None
+    tolerance: float | None
+    role: str = "gated"
+    rule: str = ""
+
+    @property
+    def gated(self) -> bool:
+        return self.role != "reported"
+
+    def message(self) -> str:
+        tail = "" if self.gated else " (reported, not gated)"
+        if self.status == "missing":
+            return f"{self.metric}: in the baseline ({self.baseline:.4f}) but not measured{tail}"
+        if self.status == "new":
+            return f"{self.metric}: measured {self.measured:.4f}, not in the baseline"
+        delta = self.measured - self.baseline
+        rule = f"; {self.rule}" if self.rule else ""
+        status = self.status
+        if status == "suspicious":
+            status = (f"suspicious improvement (more than {SUSPICIOUS:g} x tolerance: a test leak or a changed "
+                      "split looks like this; if it is real, rerun with --accept-improvements and rebuild the "
+                      f"baseline with {UPDATE_COMMAND} in a commit that says why)")
+        return (f"{self.metric}: measured {self.measured:.4f} vs baseline {self.baseline:.4f} "
+                f"({delta:+.4f}, tolerance {self.tolerance:.4f}{rule}) {status}{tail}")
+
+
+# Equal up to float rounding: far below one image on any test set.
+EXACT = 1e-9
+
+
+def measure(record: Mapping, baseline: Mapping) -> dict[str, float | None]:
+    """The record's value of every metric of a seeded baseline (a headline mean
+    over the same members as in the baseline, a change as the first member less
+    the second); None where a metric is missing."""
+    measured = record["metrics"]
+    out = {}
+    for name, base in baseline["metrics"].items():
+        members = base.get("members", [name])
+        if not all(n in measured for n in members):
+            out[name] = None
+        elif base.get("combine") == "change":
+            out[name] = measured[members[0]]["value"] - measured[members[1]]["value"]
+        else:
+            out[name] = statistics.fmean(measured[n]["value"] for n in members)
+    return out
+
+
+def _judge(name: str, value: float | None, base: Mapping, tol: float, role: str, rule: str) -> Finding:
+    if value is None:
+        return Finding(name, "missing", base["value"], None, tol, role, rule)
+    slack = max(tol, EXACT)
+    better = base.get("better", "higher")
+    if better == "either":
+        status = "changed" if abs(value - base["value"]) > slack else "within"
+        return Finding(name, status, base["value"], value, tol, role, rule)
+    gain = (value - base["value"]) * (1 if better == "higher" else -1)
+    status = "regressed" if gain < -slack else "improved" if gain > slack else "within"
+    if status == "improved" and role == "headline" and gain > SUSPICIOUS * slack:
+        status = "suspicious"
+    return Finding(name, status, base["value"], value, tol, role, rule)
+
+
+def judge(values: Mapping[str, float | None], baseline: Mapping, same_machine: bool) -> list[Finding]:
+    """Judge measured ``values`` (:func:`measure`) against a seeded baseline;
+    ``same_machine``: the run's hardware fingerprint is the baseline's."""
+    findings = []
+    n_seeds = baseline.get("n_seeds")
+    for name, base in sorted(baseline["metrics"].items()):
+        role = base["role"]
+        if role == "untouched":
+            tol = 0.0 if same_machine else base["floor"]
+            rule = ("untouched by training: exact on this hardware" if same_machine
+                    else "untouched by training: test-set floor on other hardware")
+        else:
+            tol = base["tolerance"]
+            if base["sd"] is None:
+                rule = f"SD unknown (one seed): single-seed rule; rebuild with {UPDATE_COMMAND}"
+            elif tol == base["floor"]:
+                rule = f"test-set floor ({n_seeds} seeds)"
+            else:
+                rule = f"seed spread of {n_seeds} seeds, sd {base['sd']:.4f}"
+            if base.get("better") == "either":
+                rule += "; gated both ways"
+        findings.append(_judge(name, values.get(name), base, tol, role, rule))
+    return findings
+
+
+def check_same_test_sets(record: Mapping, baseline: Mapping, source: str = "baseline") -> None:
+    """Raise :class:`IncomparableRecordsError` naming the first task split whose
+    test data differ between the record and the baseline (a changed split makes
+    every comparison meaningless)."""
+    theirs, ours = baseline.get("data_hashes") or {}, record.get("split_hashes") or {}
+    if not theirs:
+        return
+    for split in sorted(set(theirs) | set(ours)):
+        if theirs.get(split) != ours.get(split):
+            what = ("is not in the record" if split not in ours else "is not in the baseline" if split not in theirs
+                    else "has different contents")
+            raise IncomparableRecordsError(
+                f"{record.get('case', 'record')}: split {split!r} {what} than the {source} was built on: the run "
+                f"measured other test data; restore the data or rebuild the baseline with {UPDATE_COMMAND} in a "
+                "commit that says why the data changed")
+
+
+def gate(record: Mapping, baseline: Mapping) -> list[Finding]:
+    """Compare a record's metrics with a baseline, metric by metric.
+
+    The record is schema-checked (a NaN, an infinity or a value outside [0, 1] is
+    a :class:`RecordError`), its test sets must be the baseline's
+    (:func:`check_same_test_sets`), and every headline must be measured. A seeded
+    baseline (:func:`tvcore.baselines.baseline_from_records`) fails headline
+    metrics that fall beyond their tolerance or improve suspiciously, and
+    untouched ones that change (exactly, on the baseline's hardware); the rest are
+    reported. A single-seed baseline (the first format) is still read: every
+    metric gated with its stored tolerance, and each finding says the SD is
+    unknown and how to rebuild."""
+    validate_baseline(baseline)
+    validate_record(record, f"record {record.get('case', '?')}")
+    check_same_test_sets(record, baseline)
+    measured = record["metrics"]
+    if is_seeded(baseline):
+        values = measure(record, baseline)
+        missing = [n for n in baseline.get("headline", []) if values.get(n) is None]
+        if missing:
+            raise RecordError(f"{record.get('case', 'record')}: headline {missing[0]!r} of the baseline is not "
+                              "measured by the record; run the suite that wrote the baseline")
+        findings = judge(values, baseline, same_hardware(fingerprint(record), baseline.get("fingerprint")))
+        known = set(baseline["metrics"]) | {n for m in baseline["metrics"].values() for n in m.get("members", [])}
+    else:
+        rule = f"single-seed baseline, SD unknown: test-set rule; rebuild with {UPDATE_COMMAND}"
+        findings = [_judge(name, measured[name]["value"] if name in measured else None, base, base["tolerance"],
+                           "gated", rule) for name, base in sorted(baseline["metrics"].items())]
+        known = set(baseline["metrics"])
+    for name in sorted(set(measured) - known):
+        findings.append(Finding(name, "new", None, measured[name]["value"], None))
+    return findings
+
+
+def failures(findings: list[Finding], accept_improvements: bool = False) -> list[Finding]:
+    """The findings that fail the suite: gated metrics regressed, changed (gated
+    both ways) or missing, and headlines improved suspiciously unless
+    ``accept_improvements``."""
+    bad = {"regressed", "changed", "missing"} | (set() if accept_improvements else {"suspicious"})
+    return [f for f in findings if f.status in bad and f.gated]
+
+
+def suspicious(findings: list[Finding]) -> list[Finding]:
+    """Headlines that improved by more than :data:`SUSPICIOUS` tolerances."""
+    return [f for f in findings if f.status == "suspicious"]
+
+
+def reported(findings: list[Finding]) -> list[Finding]:
+    """Reported (not gated) metrics that fell beyond their tolerance or are missing."""
+    return [f for f in findings if not f.gated and f.status in ("regressed", "changed", "missing")]
