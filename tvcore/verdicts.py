@@ -94,6 +94,11 @@ class Claim:
     allowance: str = ""
 
 
+def claim_text(side: str, e: float) -> str:
+    """The claim in words, with its margin in points ('delta < 0' for no margin)."""
+    return SIDES[side].replace("-E", "-E" if e else "E").replace("E", f"{100 * e:g}")
+
+
 def _region(side: str, e: float) -> tuple[float, float]:
     """The closed/open interval of true deltas the claim allows."""
     return {"within": (-e, e), "at least": (-e, math.inf), "at most": (-math.inf, e),
@@ -163,7 +168,7 @@ class Check(Claim):
         tail = f"; {self.decider()}" if self.outcome == INCONCLUSIVE else ""
         return (f"{self.name}: {self.outcome}: measured {100 * self.measured:.2f}, reference "
                 f"{100 * self.reference:.2f}, delta {100 * self.delta:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}], "
-                f"claim {SIDES[self.side].replace('E', f'{100 * self.margin:.1f}')}"
+                f"claim {claim_text(self.side, self.margin)}"
                 + (f"; training spread {self.allowance}" if self.allowance else "") + tail)
 
 
@@ -226,7 +231,7 @@ class Verdict:
                 lo, hi = c.interval(c.z_reproduce)
                 out.append([c.name, f"{100 * c.measured:.2f}", f"{100 * c.reference:.2f}",
                             f"{100 * c.delta:+.2f} [{100 * lo:+.1f}, {100 * hi:+.1f}]",
-                            SIDES[c.side].replace("E", f"{100 * c.margin:g}"),
+                            claim_text(c.side, c.margin),
                             "asserted" if c.asserted else "reported", c.outcome.upper() if c.asserted
                             else c.outcome, c.allowance])
             return out
@@ -305,7 +310,7 @@ def training_spread(record: Mapping, names: Sequence[str], assumed_sd: float,
             return statistics.stdev(combo), f"measured over {k} seeds"
     if assumed_sd == 0:
         return 0.0, "none (no training)"
-    return math.sqrt(sum(w * w for w in weights)) * assumed_sd, f"assumed ({100 * assumed_sd:g} points per metric)"
+    return math.sqrt(sum(w * w for w in weights)) * assumed_sd, f"assumed ({100 * assumed_sd:g} pt per metric)"
 
 
 def reference_claim(record: Mapping, name: str, reference: float, n_reference: int, assumed_sd: float,
