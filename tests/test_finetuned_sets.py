@@ -197,6 +197,16 @@ def test_the_set_may_sit_under_an_architecture_folder(tmp_path, pre_model, loade
     assert pool.finetuned.root == tmp_path / "set" / "tvcore-tiny"
 
 
+def test_tvcore_per_task_folders_are_a_tvcore_set(tmp_path, pre_model, loaded):
+    (tmp_path / "set" / "digits-rot90").mkdir(parents=True)
+    model = nudged(pre_model, 1)
+    save_file({k: v.contiguous() for k, v in model.visual.state_dict().items()},
+              str(tmp_path / "set" / "digits-rot90" / "encoder.safetensors"))
+    pool = ModelPool(loaded, finetuned=tmp_path / "set")
+    pool.check_finetuned(["digits/rot90"])
+    assert pool.finetuned.layout == "tvcore" and pool.provenance["digits/rot90"]["path"].endswith("encoder.safetensors")
+
+
 def test_a_folder_of_no_known_layout_names_the_layouts(tmp_path, loaded):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(CheckpointError, match="no fine-tuned checkpoints in a known layout; expected .*finetuned.pt"

@@ -92,6 +92,8 @@ def _layouts_in(folder: Path) -> set[str]:
                 found.add("tall_masks")
             if "_" in child.name and ((child / "config.json").is_file() or child.name.startswith("models--")):
                 found.add("fusion_bench")
+            if (child / "encoder.safetensors").is_file() or (child / "finetuned.safetensors").is_file():
+                found.add("tvcore")
         elif child.suffix == ".safetensors":
             found.add("tvcore")
     return found
@@ -202,7 +204,8 @@ class FinetunedSet:
             plain = [p.parent for p in self.root.glob("*_*/config.json")]
             cached = [p.parent for p in self.root.glob("models--*_*/snapshots/*/config.json")]
             return sorted(plain + cached)
-        return sorted(self.root.glob("*.safetensors"))
+        return sorted([*self.root.glob("*.safetensors"), *self.root.glob("*/encoder.safetensors"),
+                       *self.root.glob("*/finetuned.safetensors")])
 
     # ------------------------------------------------------------------ QuickGELU, cheaply
 
