@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 from tvcore import CheckpointError
-from tvcore.finetuned_sets import MAX_RELATIVE_CHANGE, FinetunedSet, relative_change
+from tvcore.finetuned_sets import MAX_RELATIVE_CHANGE, relative_change
 from tvcore.models import load_model
 from tvcore.pool import ModelPool
 

@@ -29,8 +29,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from .checkpoints import load_state_dict, save_state_dict
 from .errors import CheckpointError
 from .finetune import Recipe, finetune
