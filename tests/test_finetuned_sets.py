@@ -182,6 +182,23 @@ def test_each_published_layout_gives_the_exact_task_vectors(tmp_path, pre_model,
         assert pool.provenance[task]["set"] == layout
 
 
+def test_fusion_bench_folders_are_matched_by_their_whole_task_name(tmp_path, pre_model, loaded):
+    mnist, fashion = nudged(pre_model, 1, frozen_proj=True), nudged(pre_model, 2, frozen_proj=True)
+    write_set("fusion_bench", tmp_path / "set", pre_model, {"MNIST": mnist, "FashionMNIST": fashion})
+    pool = ModelPool(loaded, finetuned=tmp_path / "set")
+    assert pool.finetuned.locate("MNIST").name == "clip-vit-base-patch32_mnist"
+    assert pool.finetuned.locate("FashionMNIST").name == "clip-vit-base-patch32_fashion_mnist"
+
+
+def test_fusion_bench_models_in_a_hugging_face_cache_are_found(tmp_path, pre_model, loaded):
+    snapshot = tmp_path / "hub" / "models--tanganke--clip-vit-base-patch32_mnist" / "snapshots" / "abc123"
+    save_hf_vision(nudged(pre_model, 1, frozen_proj=True), snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("abc123")
+    pool = ModelPool(loaded, finetuned=tmp_path / "hub")
+    assert pool.finetuned.layout == "fusion_bench" and pool.finetuned.locate("MNIST") == snapshot
+
+
 def test_the_paper_set_is_read_with_its_module_class_missing(tmp_path, pre_model, loaded):
     write_set("task_vectors", tmp_path / "set", pre_model, {"MNIST": nudged(pre_model, 1)})
     assert "src" not in sys.modules

@@ -170,13 +170,18 @@ class FinetunedSet:
         return path if path.is_file() else None
 
     def _hf_folder(self, task: str) -> Path | None:
-        suffix = f"_{fusion_bench_name(task)}"
+        # <model>_<task>: the model part has no underscore, so "_mnist" never matches fashion_mnist.
+        name = fusion_bench_name(task)
         for child in sorted(self.root.iterdir()):
-            if not child.is_dir():
+            if not child.is_dir() or child.name.partition("_")[2] != name:
                 continue
-            if child.name.endswith(suffix) and (child / "config.json").is_file():
+            if (child / "config.json").is_file():
                 return child
-            if child.name.startswith("models--") and child.name.endswith(suffix):
+            if child.name.startswith("models--"):  # a Hugging Face cache: the snapshot refs/main names
+                ref = child / "refs" / "main"
+                snapshot = child / "snapshots" / (ref.read_text().strip() if ref.is_file() else "")
+                if ref.is_file() and (snapshot / "config.json").is_file():
+                    return snapshot
                 snapshots = sorted((child / "snapshots").glob("*/config.json"))
                 if snapshots:
                     return snapshots[-1].parent
