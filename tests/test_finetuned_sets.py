@@ -350,8 +350,9 @@ def test_a_set_with_quick_gelu_unknown_at_first_glance_is_still_checked_on_readi
 
 # ------------------------------------------------------------------ the suites check before they evaluate
 
-def test_the_negation_suite_checks_every_file_before_any_evaluation(tmp_path, monkeypatch):
-    from tvcore.experiments import negation
+@pytest.mark.parametrize("suite", ["negation", "addition"])
+def test_the_suites_check_every_file_before_any_evaluation(tmp_path, monkeypatch, suite):
+    from tvcore.experiments import addition, negation
     from tvcore.experiments.common import TINY, Context
     from tvcore.finetune import Recipe
 
@@ -362,6 +363,8 @@ def test_the_negation_suite_checks_every_file_before_any_evaluation(tmp_path, mo
     ctx = Context(TINY, Recipe(steps=1), progress=False, finetuned=str(tmp_path / "set"),
                   head_cache=str(tmp_path / "heads"), pixel_cache=str(tmp_path / "px"))
     monkeypatch.setattr(ctx.evaluator, "evaluate", lambda *a, **k: pytest.fail("evaluated before the check"))
-    config = negation.NegationConfig(["digits/rot90", "digits/mirror", "digits/negative"], "digits/upright")
+    tasks = ["digits/rot90", "digits/mirror", "digits/negative"]
+    run, config = {"negation": (negation.run, negation.NegationConfig(tasks, "digits/upright")),
+                   "addition": (addition.run, addition.AdditionConfig(tasks))}[suite]
     with pytest.raises(CheckpointError, match=r"missing digits/mirror \(digits-mirror.safetensors\), digits/negative"):
-        negation.run(config, ctx)
+        run(config, ctx)
