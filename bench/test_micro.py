@@ -17,7 +17,7 @@ import pytest
 
 pytestmark = pytest.mark.micro
 
-MICRO_SUITES = ["birads-micro", "negation-micro", "addition-micro", "analogy-micro"]
+MICRO_SUITES = ["birads-micro", "negation-micro", "addition-micro", "analogy-micro", "merging-micro"]
 
 
 @pytest.mark.parametrize("suite", MICRO_SUITES)

@@ -212,6 +212,8 @@ HEADLINES: dict[str, Callable[[Mapping], list[str]]] = {
     "addition": lambda r: ["mean(merged[*])"],
     # The unseen task gained by analogy.
     "analogy": lambda r: ["analogy.target"],
+    # Every merging method's one merged model: its mean accuracy over the tasks.
+    "merging": lambda r: [f"mean(merged[{m}][*])" for m in r["config"]["methods"]],
 }
 
 TOLERANCE_RULES = {

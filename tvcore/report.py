@@ -153,6 +153,26 @@ def analogy_report(record: Mapping) -> str:
     return out
 
 
+def merging_report(record: Mapping) -> str:
+    """Method x task test accuracy (%), with the average and the mean normalized
+    accuracy; the hyperparameters each method chose on val."""
+    tasks, s = record["config"]["tasks"], record["summary"]
+    m = record["metrics"]
+    rows = [[label, *(pct(m[f"{label}[{t}]"]["value"]) for t in tasks), pct(s[label]["absolute"]), "-"]
+            for label in ("pretrained", "finetuned")]
+    for name in record["config"]["methods"]:
+        rows.append([name, *(pct(m[f"merged[{name}][{t}]"]["value"]) for t in tasks), pct(s[name]["absolute"]),
+                     pct(s[name]["normalized"])])
+    chosen = "; ".join(f"{name}: " + (", ".join(f"{k}={v:g}" for k, v in sel["chosen"].items()
+                                                if isinstance(v, (int, float)) and not isinstance(v, bool))
+                                      or "no hyperparameter")
+                       for name, sel in record["selection"]["methods"].items())
+    return (f"Merging ({record.get('suite', '')}); test accuracy, hyperparameters chosen on val by "
+            f"{record['selection']['score']}\n"
+            + tabulate(rows, headers=["method", *tasks, "average", "normalized"], tablefmt="github")
+            + f"\nchosen: {chosen}")
+
+
 def seed_table(records: Sequence[Mapping]) -> str:
     """Mean, standard deviation and range of every metric over runs with different seeds."""
     import statistics
@@ -175,7 +195,7 @@ def eval_report(record: Mapping) -> str:
 
 
 REPORTS = {"eval": eval_report, "birads": birads_report, "negation": negation_report, "addition": addition_report,
-           "analogy": analogy_report}
+           "analogy": analogy_report, "merging": merging_report}
 
 
 def render(record: Mapping) -> str:
@@ -221,6 +241,20 @@ def sweep_plot(record: Mapping, path: str | Path) -> Path:
             ax.plot([r["lambda"] for r in rows], [r["val"][t] for r in rows], "--", label=t)
         ax.set_xlabel("lambda (pre-trained + lambda * sum tau)")
         ax.set_ylabel("validation accuracy")
+    elif exp == "merging":
+        # Each method's validation score along its lam, its other hyperparameters at
+        # their chosen values; a method with one lam, a dashed line at its chosen score.
+        for i, (name, sel) in enumerate(record["selection"]["methods"].items()):
+            style = {"color": f"C{i % 10}", "ls": "-" if i < 10 else "-."}
+            rows = [r for r in sel["grid"] if all(r["hyperparameters"].get(k) == v
+                                                  for k, v in sel["chosen"].items() if k != "lam")]
+            if "lam" in sel["chosen"] and len(rows) > 1:
+                ax.plot([r["hyperparameters"]["lam"] for r in rows], [r["normalized"] for r in rows], marker="o",
+                        ms=3, label=name, **style)
+            else:
+                ax.axhline(sel["val_normalized"], lw=1, label=f"{name} (no lam)", **{**style, "ls": "--"})
+        ax.set_xlabel("lam (the merged update's scale)")
+        ax.set_ylabel("mean normalized validation accuracy")
     else:
         rows = record["selection"]["val_sweep"]
         ax.plot([r["lambda"] for r in rows], [r["target"] for r in rows], "k-o", label="target")

@@ -15,15 +15,16 @@ from typing import Callable
 
 from ..data.vision_tasks import CONTROL_TASK, PAPER_TASKS
 from ..finetune import RECIPES, Recipe
-from . import addition, analogy, birads, evaluation, negation
+from . import addition, analogy, birads, evaluation, merging, negation
 from .addition import AdditionConfig
 from .analogy import AnalogyConfig
 from .birads import BiradsConfig
 from .common import FIXTURES, TINY, Context, ModelSpec, load_task
+from .merging import MergingConfig
 
 RUNNERS: dict[str, Callable] = {"birads": birads.run, "negation": negation.run, "addition": addition.run,
                                 "eval": evaluation.run,
-                                "analogy": analogy.run}
+                                "analogy": analogy.run, "merging": merging.run}
 
 # Fine-tuning for the tiny model: the paper's recipe shape (AdamW, wd 0.1, warm-up
 # then cosine, clip 1.0) with a learning rate and length sized to a 3.6M-parameter
@@ -49,6 +50,25 @@ MICRO_ADDITION_DOMAINS = ["digits/rot180", "digits/mirror", "digits/negative", "
 # not a direction in weight space that transfers.)
 MICRO_ANALOGY = {"a": "digits/rot180", "b": "digits/rot180+noisy", "c": "digits/mirror",
                  "target": "digits/mirror+noisy"}
+# Every merging method on the addition tasks (the same vectors, no more fine-tuning),
+# each over a few points of its published grid (tvcore.merging.registry), so the
+# suite stays within CI's minutes: WUDI keeps its learning rate (1e-5) with 10 of its
+# 300 Adam steps, so it stays close to its starting point, the sum of the vectors;
+# RegMean's Grams and Fisher merging's Fishers come from one batch (64 images) per
+# task, the per-example backward passes of the Fisher being the suite's dearest part.
+MICRO_MERGING_GRIDS = {
+    "task-arithmetic": {"lam": (0.2, 0.3, 0.4, 0.5, 0.6)},
+    "ties": {"lam": (0.8, 1.0, 1.2, 1.4)},
+    "dare": {"drop": (0.5,), "lam": (0.2, 0.3, 0.4, 0.5, 0.6)},
+    "dare-ties": {"drop": (0.5,), "lam": (0.8, 1.0, 1.2, 1.4)},
+    "consensus-ta": {"tall_lambda": (0.4,), "lam": (0.2, 0.3, 0.4, 0.5, 0.6)},
+    "tsv-m": {"lam": (0.4, 0.6, 0.8, 1.0)},
+    "iso-c": {"lam": (0.5, 1.0, 1.5, 2.0)},
+    "iso-cts": {"lam": (0.5, 1.0, 1.5, 2.0)},
+    "pcb": {"density": (0.1,), "lam": (0.8, 1.0, 1.2, 1.4)},
+    "wudi": {"iterations": (10,)},
+    "regmean": {"alpha": (0.5, 0.9)},
+}
 
 
 @dataclass
@@ -65,8 +85,11 @@ class Suite:
         fine-tuning steps, a three-point coefficient grid and capped splits
         (:data:`REHEARSAL_CAP`). It proves the data, weights and code path work
         end to end; its numbers mean nothing."""
-        grid_field = "alphas" if hasattr(self.config, "alphas") else "lambdas"
-        config = replace(self.config, **{grid_field: list(REHEARSAL_GRID)})
+        if isinstance(self.config, MergingConfig):
+            config = self.config.shortened(REHEARSAL_GRID, iterations=REHEARSAL_STEPS)
+        else:
+            grid_field = "alphas" if hasattr(self.config, "alphas") else "lambdas"
+            config = replace(self.config, **{grid_field: list(REHEARSAL_GRID)})
         if hasattr(config, "report_alpha"):
             config = replace(config, report_alpha=REHEARSAL_GRID[-1])
         recipe = self.recipe.with_(steps=REHEARSAL_STEPS, epochs=None, batch_size=8, warmup_steps=1)
@@ -91,6 +114,9 @@ SUITES = {
                             MICRO_RECIPE),
     "analogy-micro": Suite("analogy-micro", "analogy",
                            AnalogyConfig(**MICRO_ANALOGY, control=MICRO_CONTROL),
+                           TINY, MICRO_RECIPE),
+    "merging-micro": Suite("merging-micro", "merging",
+                           MergingConfig(MICRO_ADDITION_DOMAINS, grids=MICRO_MERGING_GRIDS, stats_batches=1),
                            TINY, MICRO_RECIPE),
     "birads-vit-b-32": Suite("birads-vit-b-32", "birads", BiradsConfig(), None, RECIPES["birads-seed"], True),
     "negation-vit-b-32": Suite("negation-vit-b-32", "negation",
@@ -158,4 +184,4 @@ def run_and_record(suite: Suite | str, ctx: Context, case: str, results_dir, see
 
 
 __all__ = ["run_and_record", "SUITES", "GATED_SUITES", "STAND_IN", "REHEARSAL_CAP", "Suite", "Context", "ModelSpec", "run_suite", "context_for", "load_task", "RUNNERS",
-           "BiradsConfig", "AdditionConfig", "AnalogyConfig", "MICRO_RECIPE", "MICRO_BIRADS_RECIPE"]
+           "BiradsConfig", "AdditionConfig", "AnalogyConfig", "MergingConfig", "MICRO_RECIPE", "MICRO_BIRADS_RECIPE"]
