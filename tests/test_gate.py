@@ -553,3 +553,34 @@ def test_the_false_alarm_rate_is_split_over_every_gated_suite():
     name = "mean(negated[*].target)"
     assert four["metrics"][name]["tolerance"] > one["metrics"][name]["tolerance"]
     assert four["suites_in_family"] == 4 and "4 gated suite(s)" in four["correction"]
+
+
+def test_the_gate_applies_the_current_rule_to_a_baseline_written_before_it():
+    # A baseline written with per-suite 5% and without the change headline: the
+    # gate derives the change from the stored seeds and splits 5% over the family.
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    runs = [birads_run(s, rng) for s in range(10)]
+    old = results.baseline_from_records(runs)
+    change = "change(enhanced[alpha=1].overall, baseline.overall)"
+    del old["metrics"][change]
+    old["headline"] = ["baseline.overall"]
+    current = results.under_current_rule(old, suites=4)
+    assert change in current["headline"] and current["metrics"][change]["better"] == "either"
+    assert current["metrics"]["baseline.overall"]["tolerance"] > old["metrics"]["baseline.overall"]["tolerance"]
+    idle = birads_run(11, np.random.default_rng(4), enhanced_shift=0.0)
+    idle["metrics"]["enhanced[alpha=1].overall"] = dict(idle["metrics"]["baseline.overall"])
+    assert results.failures(results.gate(idle, old)) == []            # the hole, as the file alone has it
+    assert [f.metric for f in results.failures(results.gate(idle, old, suites=4))] == [change]
+
+
+def test_the_study_holds_out_each_stored_seed_of_a_committed_baseline():
+    from pathlib import Path
+
+    base = results.read_baseline(Path(__file__).resolve().parents[1] / "baselines" / "negation-micro.json")
+    records = gate_study.records_from_baseline(base)
+    assert [r["seed"] for r in records] == base["seeds"]
+    studies = gate_study.leave_one_out("negation-micro", records, family=4)
+    assert len(studies) == len(records) and all(len(s.heldout_seeds) == 1 for s in studies)
+    assert "negation-micro" in gate_study.render_leave_one_out({"negation-micro": studies})

@@ -394,6 +394,58 @@ def baseline_from_records(records: Sequence[Mapping], false_alarm_rate: float = 
     }
 
 
+def under_current_rule(baseline: Mapping, suites: int) -> dict:
+    """A seeded baseline's stored seeds judged by this tvcore's rule: the headlines
+    :data:`HEADLINES` names for its experiment (a headline the file lacks is built
+    from its members' per-seed values: a mean per seed, or a change per seed), and
+    every tolerance recomputed from the stored SD, seed count and floor with the
+    false-alarm rate split over ``suites`` gated suites and the headlines. The
+    measurements never change; only the rule applied to them, which lives in code.
+    A single-seed baseline is returned as it is."""
+    import copy
+
+    if not is_seeded(baseline):
+        return dict(baseline)
+    out = copy.deepcopy(dict(baseline))
+    metrics = out["metrics"]
+    measured = [n for n, m in metrics.items() if "members" not in m]
+    specs = headline_specs({"experiment": out.get("experiment"), "metrics": {n: None for n in measured}})
+    level = out.get("false_alarm_rate", FALSE_ALARM_RATE) / (suites * len(specs))
+    for spec in specs:
+        if spec in metrics:
+            continue
+        members = resolve_headline(spec, measured, out.get("case", "baseline"))
+        parts = [metrics[n] for n in members]
+        k = len(parts[0]["values"])
+        if _CHANGE.match(spec):
+            values = [parts[0]["values"][i] - parts[1]["values"][i] for i in range(k)]
+            better, floor, extra = "either", 1.0 / max(m["n"] for m in parts), {"combine": "change"}
+        else:
+            values = [statistics.fmean(m["values"][i] for m in parts) for i in range(k)]
+            better = parts[0].get("better", "higher")
+            floor = max(math.sqrt(sum(m["floor"] ** 2 for m in parts)) / len(parts),
+                        1.0 / (len(parts) * max(m["n"] for m in parts)))
+            extra = {}
+        metrics[spec] = {"values": values, "n_seeds": k, "mean": statistics.fmean(values),
+                         "sd": statistics.stdev(values) if k > 1 else None, "n": sum(m["n"] for m in parts),
+                         "better": better, "role": "headline", "floor": floor, "members": members,
+                         "value": statistics.fmean(values), "tolerance": 0.0, "rule": "seeds", **extra}
+    for name, m in metrics.items():
+        if name in specs:
+            m["role"] = "headline"
+        elif m["role"] == "headline":
+            m["role"] = "reported"
+        if m["role"] == "untouched" or m.get("sd") is None:
+            continue
+        m["tolerance"] = seed_tolerance(m["sd"], m["n_seeds"], level / (2 if m.get("better") == "either" else 1),
+                                        m["floor"])
+    out["headline"] = sorted(specs)
+    out["suites_in_family"] = suites
+    out["correction"] = (f"Bonferroni over {suites} gated suite(s) x {len(specs)} headline metric(s): {level:.4g} "
+                         "each, one-sided (a change: half on each side); applied by the gate to the stored seeds")
+    return out
+
+
 def central_seed(baseline: Mapping) -> int:
     """The baseline's seed whose headline values sit nearest the seeds' means (the
     least largest distance in SDs): the seed CI runs, so that a change of a few

@@ -17,7 +17,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Mapping
 
-from .baselines import UPDATE_COMMAND, is_seeded, validate_baseline
+from .baselines import UPDATE_COMMAND, is_seeded, under_current_rule, validate_baseline
 from .errors import IncomparableRecordsError, RecordError
 from .records import fingerprint, same_hardware, validate_record
 
@@ -140,7 +140,7 @@ def check_same_test_sets(record: Mapping, baseline: Mapping, source: str = "base
                 "commit that says why the data changed")
 
 
-def gate(record: Mapping, baseline: Mapping) -> list[Finding]:
+def gate(record: Mapping, baseline: Mapping, suites: int | None = None) -> list[Finding]:
     """Compare a record's metrics with a baseline, metric by metric.
 
     The record is schema-checked (a NaN, an infinity or a value outside [0, 1] is
@@ -151,8 +151,15 @@ def gate(record: Mapping, baseline: Mapping) -> list[Finding]:
     untouched ones that change (exactly, on the baseline's hardware); the rest are
     reported. A single-seed baseline (the first format) is still read: every
     metric gated with its stored tolerance, and each finding says the SD is
-    unknown and how to rebuild."""
+    unknown and how to rebuild.
+
+    ``suites``: the number of suites gated together (CI's family); given, a seeded
+    baseline's stored seeds are judged by the current rule
+    (:func:`tvcore.baselines.under_current_rule`): its headlines and tolerances
+    follow this tvcore whatever tvcore wrote the file."""
     validate_baseline(baseline)
+    if suites is not None:
+        baseline = under_current_rule(baseline, suites)
     validate_record(record, f"record {record.get('case', '?')}")
     check_same_test_sets(record, baseline)
     measured = record["metrics"]

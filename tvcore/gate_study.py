@@ -17,6 +17,10 @@ for seed 0, ``<suite>-seed<k>.json`` for seed k. For example, after
 ``pytest bench/ -m micro --seeds 10 --results-dir R``::
 
     python -m tvcore.gate_study --results-dir R --baseline-seeds 0-4 --heldout-seeds 5-9
+
+Or from the committed baselines themselves, which keep every seed's measurements:
+each seed in turn is held out and judged against a baseline of the others, under
+the rule CI applies (``--from-baselines baselines``).
 """
 
 from __future__ import annotations
@@ -179,6 +183,57 @@ def study(results_dir: str | Path, baseline_seeds: Sequence[int], heldout_seeds:
                         false_alarm_rate) for s in suites]
 
 
+def records_from_baseline(baseline: Mapping) -> list[dict]:
+    """One record per seed of a seeded baseline, from the measurements it keeps
+    (each measured metric's per-seed value and test-set size, the test-set hashes
+    and hardware fingerprint): what the seeds' records said of those metrics."""
+    if not results.is_seeded(baseline):
+        raise UsageError(f"{baseline.get('case')}: a single-seed baseline keeps no seeds to hold out")
+    measured = {n: m for n, m in baseline["metrics"].items() if "members" not in m}
+    fp = baseline.get("fingerprint") or {}
+    env = {"hardware": {"cpu": fp.get("cpu"), "gpu": fp.get("gpu")}, "versions": {"torch": fp.get("torch")}}
+    dirs = {n: m["better"] for n, m in measured.items() if m.get("better") in ("higher", "lower")}
+    out = []
+    for i, seed in enumerate(baseline["seeds"]):
+        out.append({"case": baseline["case"] if seed == 0 else f"{baseline['case']}-seed{seed}",
+                    "suite": baseline["case"], "seed": seed, "experiment": baseline.get("experiment"),
+                    "directions": dirs, "split_hashes": baseline.get("data_hashes") or {}, "environment": env,
+                    "metrics": {n: {"value": m["values"][i], "total": m["n"]} for n, m in measured.items()}})
+    return out
+
+
+def leave_one_out(suite: str, records: Sequence[Mapping], false_alarm_rate: float = results.FALSE_ALARM_RATE,
+                  family: int | None = None) -> list[SuiteStudy]:
+    """Each record in turn held out and judged against a baseline of the others."""
+    return [study_suite(suite, [r for j, r in enumerate(records) if j != i], [records[i]], false_alarm_rate, family)
+            for i in range(len(records))]
+
+
+def render_leave_one_out(studies: Mapping[str, Sequence[SuiteStudy]]) -> str:
+    """Per suite and headline: seed SD and tolerance (ranges over the held-out
+    seeds), false alarms, and the smallest drop that fails."""
+    from tabulate import tabulate
+
+    rows, any_failed, seeds = [], set(), set()
+    for suite, runs in studies.items():
+        alarms = sum(s.false_alarms for s in runs)
+        for seed_study in runs:
+            seeds.update(seed_study.heldout_seeds)
+            any_failed.update(seed for seed, names in seed_study.failed.items() if names)
+        for k, first in enumerate(runs[0].power):
+            powers = [s.power[k] for s in runs]
+            sds = [p.sd for p in powers if p.sd is not None]
+            tols = [p.tolerance for p in powers]
+            drops = [d for p in powers for d in p.smallest_drop.values() if d is not None]
+            rows.append([suite, first.metric, f"{100 * min(sds):.1f}-{100 * max(sds):.1f}" if sds else "-",
+                         f"{100 * min(tols):.1f}-{100 * max(tols):.1f}", f"{alarms} of {len(runs)}",
+                         f"{min(drops)}-{max(drops)}" if drops else "-"])
+    head = ["suite", "headline", "seed sd (points)", "tolerance (points)", "false alarms (held-out seeds failing)",
+            "smallest drop that fails (points)"]
+    return (tabulate(rows, headers=head, tablefmt="github")
+            + f"\nAny suite failing: {len(any_failed)} of {len(seeds)} held-out seeds")
+
+
 def any_suite_failed(studies: Sequence[SuiteStudy]) -> dict:
     """The CI verdict over all suites: held-out seeds for which at least one suite failed."""
     seeds = sorted(set().union(*(s.heldout_seeds for s in studies)), key=str)
@@ -246,9 +301,11 @@ def parse_seeds(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tvcore.gate_study", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results-dir", required=True, help="folder of records (<suite>.json, <suite>-seed<k>.json)")
-    parser.add_argument("--baseline-seeds", required=True, type=str, help="seeds that build the baseline, e.g. 0-4")
-    parser.add_argument("--heldout-seeds", required=True, type=str, help="seeds judged against it, e.g. 5-9")
+    parser.add_argument("--results-dir", help="folder of records (<suite>.json, <suite>-seed<k>.json)")
+    parser.add_argument("--baseline-seeds", type=str, help="seeds that build the baseline, e.g. 0-4")
+    parser.add_argument("--heldout-seeds", type=str, help="seeds judged against it, e.g. 5-9")
+    parser.add_argument("--from-baselines", help="a baselines folder: hold out each stored seed in turn "
+                                                 "(instead of --results-dir and the seed lists)")
     parser.add_argument("--suite", action="append", help="a suite to study (repeatable; default: every suite "
                                                          "of the folder run with several seeds)")
     parser.add_argument("--false-alarm-rate", type=float, default=results.FALSE_ALARM_RATE,
@@ -259,6 +316,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--false-alarm-rate {args.false_alarm_rate} is not between 0 and 1")
     from .cli import one_line
 
+    if args.from_baselines:
+        try:
+            from .experiments import GATED_SUITES
+
+            loo = {}
+            for suite in args.suite or GATED_SUITES:
+                baseline = results.read_baseline(Path(args.from_baselines) / f"{suite}.json")
+                loo[suite] = leave_one_out(suite, records_from_baseline(baseline), args.false_alarm_rate)
+            print(render_leave_one_out(loo))
+        except TvcoreError as exc:
+            print(f"gate_study: error: {one_line(exc)}", file=sys.stderr)
+            return 2
+        return 0
+    if not (args.results_dir and args.baseline_seeds and args.heldout_seeds):
+        parser.error("give --results-dir, --baseline-seeds and --heldout-seeds, or --from-baselines")
     try:
         studies = study(args.results_dir, parse_seeds(args.baseline_seeds), parse_seeds(args.heldout_seeds),
                         args.suite, args.false_alarm_rate)
