@@ -134,3 +134,8 @@ def test_rehearsal_shortens_every_lam_grid_and_wudis_steps():
     assert config.grids["regmean"] == {} and config.grids["wudi"]["iterations"][0] < METHODS["wudi"].defaults[
         "iterations"]
     assert config.stats_batches == 1
+
+
+def test_record_times_each_methods_selection_and_each_statistic(record):
+    assert {f"select[{name}]_s" for name in METHODS} | {"statistics[grams]_s", "statistics[fisher]_s"} <= set(
+        record["timings"])

@@ -17,6 +17,7 @@ under the task's frozen zero-shot head).
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, replace
 from typing import Mapping, Sequence
 
@@ -124,8 +125,10 @@ def run(config: MergingConfig, ctx: Context) -> dict:
         if kind is None:
             return None
         if kind not in stats_cache:
+            t0 = time.perf_counter()
             stats_cache[kind] = [task_statistics(ctx, t, tau, kind, config.stats_batches)
                                  for t, tau in zip(config.tasks, taus)]
+            ctx.timings[f"statistics[{kind}]_s"] = time.perf_counter() - t0
         return stats_cache[kind]
 
     metrics, table, summary, selections = {}, [], {}, {}
@@ -143,7 +146,10 @@ def run(config: MergingConfig, ctx: Context) -> dict:
             grid_rows.append({"val": accs, "normalized": normalized(accs, ft_val)})
             return grid_rows[-1]["normalized"]
 
-        chosen = select(method, taus, val_score, stats=stats_of(method.statistics), grid=config.grid(name))
+        stats = stats_of(method.statistics)
+        t0 = time.perf_counter()
+        chosen = select(method, taus, val_score, stats=stats, grid=config.grid(name))
+        ctx.timings[f"select[{name}]_s"] = time.perf_counter() - t0
         for row, (point, _) in zip(grid_rows, chosen.scores):
             row["hyperparameters"] = point
         with ctx.edits(chosen.merged) as edit:
