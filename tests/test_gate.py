@@ -410,8 +410,11 @@ def test_suite_gate_end_to_end(probe, monkeypatch):
     assert baseline["seeds"] == [0, 1, 2] and baseline["format"] == results.BASELINE_FORMAT
     assert (probe.path / "results" / "gate-probe-seed1.json").is_file()
 
-    # The same code and weights pass against their own baseline.
-    run_probe(probe).assert_outcomes(passed=1)
+    # The same code and weights pass against their own baseline, and the session
+    # says which activation the model ran with and why.
+    res = run_probe(probe)
+    res.assert_outcomes(passed=1)
+    res.stdout.fnmatch_lines(["QuickGELU o*: *"])
 
     # An edited baseline: a reported metric (fine-tuned accuracy claimed 50 points
     # higher) is shown and passes; an untouched one (the pre-trained control

@@ -47,6 +47,11 @@ def pytest_addoption(parser):
                     help="run each suite with fine-tuning seeds 0..N-1 and record each metric's seed spread "
                          "(the reference checks use it); with --update-baselines, each suite's baseline pools "
                          "them. Without it, each gated suite runs its baseline's most central seed")
+    group.addoption("--quick-gelu", action="store_true", default=None, dest="quick_gelu",
+                    help="the real suites' activation when neither the --weights file nor its tag records it "
+                         "(OpenAI-trained CLIP weights); never forced over what a file records")
+    group.addoption("--no-quick-gelu", action="store_false", dest="quick_gelu",
+                    help="plain GELU for the real suites' weights when nothing records the activation")
     group.addoption("--accept-improvements", action="store_true",
                     help="let a headline far better than its baseline pass (otherwise it fails as a suspicious "
                          "improvement); rebuild the baseline afterwards in a commit that says why")
@@ -100,6 +105,7 @@ class Options:
     seeds: int
     workers: int | None = None  # None: automatic
     accept_improvements: bool = False
+    quick_gelu: bool | None = None
     pool: str | None = None
     fresh: bool = False
     finetuned: str | None = None
@@ -178,6 +184,7 @@ class Runs:
             o = self.options
             self.contexts[key] = context_for(suite, device=o.device, data_root=o.data_root, weights=o.weights,
                                              progress=True, seed=seed, results_dir=str(o.results_dir),
+                                             quick_gelu=o.quick_gelu if suite.model is None else None,
                                              **context_options(o.workers, o.pool, o.fresh, o.finetuned))
         return self.contexts[key]
 
@@ -275,6 +282,7 @@ def _options(config) -> Options:
         baselines_dir=Path(baselines) if baselines else rootdir / "baselines",
         seeds=config.getoption("seeds"),
         accept_improvements=config.getoption("accept_improvements"),
+        quick_gelu=config.getoption("quick_gelu"),
         workers=config.getoption("workers"),
         pool=config.getoption("pool"),
         fresh=config.getoption("fresh"),
@@ -317,6 +325,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for run in runs.runs.values():
         rows.append([run.case, run.record["experiment"], run.gate, f"{run.seconds:.1f}", str(run.path)])
     tr.write_line(tabulate(rows, headers=["case", "experiment", "gate", "seconds", "record"], tablefmt="github"))
+    from .cli import quick_gelu_line
+
+    for line in sorted({quick_gelu_line(run.record) for run in runs.runs.values()}):
+        tr.write_line(line)
     for run in runs.runs.values():
         if run.seed != runs.ci_seed(run.suite_name):
             continue

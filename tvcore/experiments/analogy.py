@@ -67,6 +67,7 @@ def _chosen(ctx: Context, config: AnalogyConfig, vector: TaskVector, floor: floa
 
 
 def run(config: AnalogyConfig, ctx: Context) -> dict:
+    ctx.check_finetuned([config.a, config.b, config.c])  # a published set's files, all checked before any evaluation
     floor = None
     metrics: dict[str, dict] = {}
     ctx.load(ctx.pretrained_state)

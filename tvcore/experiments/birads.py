@@ -80,6 +80,7 @@ def prior_shift_bias(labels: np.ndarray, logits: np.ndarray, cls: int, target_re
 
 
 def run(config: BiradsConfig, ctx: Context) -> dict:
+    ctx.check_finetuned([config.baseline, config.focus_low, config.focus_high])  # a published set's files, all checked before any evaluation
     tasks = [ctx.task(t) for t in (config.baseline, config.focus_low, config.focus_high)]
     leak_check = check_no_leak_across(tasks)
     tau_base = ctx.vector(config.baseline)
