@@ -147,11 +147,13 @@ class ModelPool:
         encoder.load_state_dict(self.pretrained_state)
         if result.resumed_from is not None:
             info.update(source="resumed", resumed_from_step=result.resumed_from)
+        info["accel"] = result.accel  # which fine-tuning path ran (optimizer, compile, attention, pixels)
         if entry is not None:
             save_state_dict(result.state_dict, entry / ENCODER_FILE,
                             {"format": POOL_FORMAT, "task": task_name, "key": key["hash"]})
             meta = {**key, "steps": result.steps, "seconds": result.seconds, "final_loss":
-                    result.log[-1]["loss"] if result.log else None, "resumed_from": result.resumed_from}
+                    result.log[-1]["loss"] if result.log else None, "resumed_from": result.resumed_from,
+                    "accel": result.accel, "first_step_s": result.first_step_s}
             from .results import write_json
 
             write_json(meta, entry / "meta.json")

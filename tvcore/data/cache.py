@@ -258,8 +258,11 @@ class PixelCache:
         tag = f"{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         tmp_data, tmp_meta = data.with_name(f".{data.name}.{tag}"), meta.with_name(f".{meta.name}.{tag}")
         # Batches stay lists of rows: a row of the wrong size must be named, not fail a stack.
+        from .loaders import worker_context  # loaders imports this module
+
         loader = torch.utils.data.DataLoader(_Geometric(split, pixels.geometric), batch_size=_BUILD_BATCH,
-                                             num_workers=workers, collate_fn=list, generator=torch.Generator())
+                                             num_workers=workers, collate_fn=list, generator=torch.Generator(),
+                                             multiprocessing_context=worker_context(workers))
         row_shape = None
         try:
             # Rows are appended with plain writes, in order: the split never sits in
