@@ -587,3 +587,11 @@ def test_the_study_holds_out_each_stored_seed_of_a_committed_baseline():
     studies = gate_study.leave_one_out("negation-micro", records, family=4)
     assert len(studies) == len(records) and all(len(s.heldout_seeds) == 1 for s in studies)
     assert "negation-micro" in gate_study.render_leave_one_out({"negation-micro": studies})
+
+
+def test_the_current_rule_reads_a_merging_baseline_from_its_measurements_alone():
+    from pathlib import Path
+
+    base = results.read_baseline(Path(__file__).resolve().parents[1] / "baselines" / "merging-micro.json")
+    current = results.under_current_rule(base, suites=5)
+    assert sorted(current["headline"]) == sorted(base["headline"]) and len(current["headline"]) == 13

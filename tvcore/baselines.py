@@ -213,8 +213,18 @@ HEADLINES: dict[str, Callable[[Mapping], list[str]]] = {
     # The unseen task gained by analogy.
     "analogy": lambda r: ["analogy.target"],
     # Every merging method's one merged model: its mean accuracy over the tasks.
-    "merging": lambda r: [f"mean(merged[{m}][*])" for m in r["config"]["methods"]],
+    "merging": lambda r: [f"mean(merged[{m}][*])" for m in _merging_methods(r)],
 }
+
+
+def _merging_methods(record: Mapping) -> list[str]:
+    """The methods a merging record ran: its config's list, else (a baseline's
+    measurements) the methods its ``merged[<method>][<task>]`` metrics name."""
+    given = (record.get("config") or {}).get("methods")
+    if given:
+        return list(given)
+    return sorted({n[len("merged["):].split("][", 1)[0] for n in record.get("metrics", {})
+                   if n.startswith("merged[") and "][" in n})
 
 TOLERANCE_RULES = {
     "seeds": ("headline and reported metrics: one-sided prediction bound for one new run from the seeds' mean "
