@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from tvcore.errors import DatasetError
-from tvcore.evaluate import (Accuracy, run_classifier, classification_metrics, cluster_design_effect, mcnemar_exact,
+from tvcore.evaluate import (Accuracy, run_classifier, classification_metrics, cluster_design_effect,
                              paired_change, wilson_interval)
+from tvcore.stats import exact_mcnemar as mcnemar_exact
 
 
 def test_wilson_interval_known_values():

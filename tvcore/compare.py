@@ -8,7 +8,7 @@ from typing import Mapping
 
 from .baselines import Z
 from .errors import IncomparableRecordsError
-from .records import validate_record
+from .records import first_different_split, validate_record
 
 
 @dataclass(frozen=True)
@@ -29,13 +29,13 @@ def check_comparable(a: Mapping, b: Mapping, name_a: str = "A", name_b: str = "B
         raise IncomparableRecordsError(
             f"{name_a} is suite {suite_a!r} and {name_b} is suite {suite_b!r}; compare records of one suite, "
             "or pass --allow-different-data")
-    ha, hb = a.get("split_hashes") or {}, b.get("split_hashes") or {}
-    for split in sorted(set(ha) | set(hb)):
-        if ha.get(split) != hb.get(split):
-            what = "is only in one record" if split not in ha or split not in hb else "has different contents"
-            raise IncomparableRecordsError(
-                f"test data differ: split {split!r} {what} ({name_a} vs {name_b}); compare records measured on "
-                "the same data, or pass --allow-different-data")
+    differ = first_different_split(a.get("split_hashes") or {}, b.get("split_hashes") or {})
+    if differ:
+        split, how = differ
+        what = "has different contents" if how == "different contents" else "is only in one record"
+        raise IncomparableRecordsError(
+            f"test data differ: split {split!r} {what} ({name_a} vs {name_b}); compare records measured on "
+            "the same data, or pass --allow-different-data")
 
 
 def compare_records(a: Mapping, b: Mapping, allow_different_data: bool = False,

@@ -1,6 +1,6 @@
 """Judging a classifier: accuracy, per-class and balanced accuracy, confusion
-matrices, 95% intervals, and the exact McNemar test for two models on the same
-test set.
+matrices, 95% intervals, and the paired change counts of two models on the same
+test set (McNemar's tests live in :mod:`tvcore.stats`).
 
 Intervals: Wilson's score interval when images are independent. When a test set
 holds several images per case (the four mammogram views of one patient), images
@@ -15,12 +15,11 @@ use to widen their margins.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
-from scipy.stats import binomtest
 from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
 
 from .errors import DatasetError
@@ -219,28 +218,6 @@ def classification_metrics(labels, preds, class_names: Sequence[str], cases=None
             recalls.append(cm[i, i] / n)
     overall = accuracy(np.ones(labels.shape, dtype=bool), 0)
     return ClassificationMetrics(list(class_names), overall, per_class, float(np.mean(recalls)), cm)
-
-
-@dataclass(frozen=True)
-class McNemarResult:
-    only_a_correct: int
-    only_b_correct: int
-    p_value: float
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def mcnemar_exact(correct_a, correct_b) -> McNemarResult:
-    """Exact (binomial) McNemar test of two models' per-sample correctness on the
-    same test set: two-sided p-value for 'both are equally accurate'."""
-    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
-    if a.shape != b.shape:
-        raise ValueError(f"the two models were scored on different test sets: {a.shape} vs {b.shape}")
-    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
-    n = only_a + only_b
-    p = 1.0 if n == 0 else float(binomtest(only_a, n, 0.5, alternative="two-sided").pvalue)
-    return McNemarResult(only_a, only_b, p)
 
 
 def paired_change(correct_a, correct_b, cases=None) -> dict:

@@ -19,7 +19,7 @@ from typing import Mapping
 
 from .baselines import UPDATE_COMMAND, is_seeded, under_current_rule, validate_baseline
 from .errors import IncomparableRecordsError, RecordError
-from .records import fingerprint, same_hardware, validate_record
+from .records import first_different_split, fingerprint, same_hardware, validate_record
 
 # A headline better than the baseline by more than this many tolerances is
 # suspicious. For a new seed of unchanged code that is beyond about 3.7 seed SDs
@@ -127,17 +127,15 @@ def check_same_test_sets(record: Mapping, baseline: Mapping, source: str = "base
     """Raise :class:`IncomparableRecordsError` naming the first task split whose
     test data differ between the record and the baseline (a changed split makes
     every comparison meaningless)."""
-    theirs, ours = baseline.get("data_hashes") or {}, record.get("split_hashes") or {}
-    if not theirs:
-        return
-    for split in sorted(set(theirs) | set(ours)):
-        if theirs.get(split) != ours.get(split):
-            what = ("is not in the record" if split not in ours else "is not in the baseline" if split not in theirs
-                    else "has different contents")
-            raise IncomparableRecordsError(
-                f"{record.get('case', 'record')}: split {split!r} {what} than the {source} was built on: the run "
-                f"measured other test data; restore the data or rebuild the baseline with {UPDATE_COMMAND} in a "
-                "commit that says why the data changed")
+    theirs = baseline.get("data_hashes") or {}
+    differ = first_different_split(record.get("split_hashes") or {}, theirs) if theirs else None
+    if differ:
+        split, how = differ
+        what = {"only in ours": "is not in the " + source, "only in theirs": "is missing from the record",
+                "different contents": f"holds other test data than the {source}'s"}[how]
+        raise IncomparableRecordsError(
+            f"{record.get('case', 'record')}: split {split!r} {what}: the run measured other test data; restore "
+            f"the data or rebuild the baseline with {UPDATE_COMMAND} in a commit that says why the data changed")
 
 
 def gate(record: Mapping, baseline: Mapping, suites: int | None = None) -> list[Finding]:

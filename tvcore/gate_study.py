@@ -111,10 +111,10 @@ def upper_bound(failures: int, runs: int, confidence: float = 0.95) -> float:
     return 1.0 if failures >= runs else float(beta.ppf(confidence, failures + 1, runs - failures))
 
 
-def degraded(value: float, better: str, points: int) -> float | None:
-    """``value`` made worse by ``points`` percentage points; None outside [0, 1]."""
+def degraded(value: float, better: str, points: int, low: float = 0.0) -> float | None:
+    """``value`` made worse by ``points`` percentage points; None outside [low, 1]
+    (``low`` -1 for a change of accuracy, which may be negative)."""
     out = value - points * POINT if better == "higher" else value + points * POINT
-    low = -1 if value < 0 else 0  # a change of accuracy may be negative
     return out if low - results.EXACT <= out <= 1 + results.EXACT else None
 
 
@@ -124,9 +124,10 @@ def smallest_failing_drop(values: Mapping[str, float | None], baseline: Mapping,
     value in the worse direction, makes the gate fail that metric."""
     better = baseline["metrics"][metric]["better"]
     better = "higher" if better == "either" else better  # a change gated both ways: measured as a drop
+    low = -1.0 if baseline["metrics"][metric].get("combine") == "change" else 0.0
     for d in range(1, max_points + 1):
-        worse = degraded(values[metric], better, d)
-        if worse is None or not (-1 - results.EXACT <= worse):
+        worse = degraded(values[metric], better, d, low)
+        if worse is None:
             return None
         judged = results.judge({**values, metric: worse}, baseline, same_machine)
         if any(f.metric == metric and f.status in ("regressed", "changed") for f in judged):

@@ -154,6 +154,12 @@ class Runs:
             self.ci_seeds[name] = seed
         return self.ci_seeds[name]
 
+    def seed_records(self, run: "CaseRun") -> list[dict]:
+        """The records of ``run``'s suite for seeds 0..N-1 of --seeds N, running
+        the seeds this session has not run yet."""
+        return [run.record if s == run.seed else self.run(run.suite_name, s).record
+                for s in range(self.options.seeds)]
+
     def with_seed_spread(self, run: "CaseRun") -> "CaseRun":
         """With --seeds N (N >= 2): run the suite's other seeds and write every
         metric's per-seed values and SD into this run's record (``seed_spread``),
@@ -165,7 +171,7 @@ class Runs:
         n = self.options.seeds
         if n < 2 or run.suite_name in self.spread:
             return run
-        records = [run.record if s == run.seed else self.run(run.suite_name, s).record for s in range(n)]
+        records = self.seed_records(run)
         names = sorted(set.intersection(*(set(r["metrics"]) for r in records)))
         values = {k: [r["metrics"][k]["value"] for r in records] for k in names}
         run.record["seed_spread"] = {"n_seeds": n, "seeds": list(range(n)), "values": values,
@@ -216,8 +222,7 @@ class Runs:
         self.with_seed_spread(run)
         if self.options.update_baselines:
             if suite not in self.written:
-                records = [run.record if s == run.seed else self.run(suite, s).record
-                           for s in range(self.options.seeds)]
+                records = self.seed_records(run)
                 with user_errors_fail(run.case):
                     results.write_json(results.baseline_from_records(records, suites=len(GATED_SUITES)), path)
                 self.written.add(suite)

@@ -203,3 +203,14 @@ def same_hardware(a: Mapping | None, b: Mapping | None) -> bool:
     return bool(a and b and a == b and a.get("cpu") and a.get("torch"))
 
 
+
+
+def first_different_split(ours: Mapping, theirs: Mapping) -> tuple[str, str] | None:
+    """The first split (in sorted order) whose test-data hash differs between two
+    ``split_hashes`` tables, with how: 'only in ours', 'only in theirs' or
+    'different contents'; None when they agree."""
+    for split in sorted(set(ours) | set(theirs)):
+        if ours.get(split) != theirs.get(split):
+            return split, ("only in ours" if split not in theirs else "only in theirs" if split not in ours
+                           else "different contents")
+    return None

@@ -11,8 +11,9 @@ correlation 1/3: 6.8% at a nominal 5%). Here the case, not the image, is the uni
   sum_k (b_k - c_k)^2`` over cases k, with b_k and c_k the case's discordant
   images, referred to chi-square with 1 degree of freedom. With one image per
   case it is the ordinary (asymptotic) McNemar statistic.
-* :func:`paired_mcnemar`: the exact binomial McNemar test when every case holds
-  one image, the clustered one otherwise; the result names which ran.
+* :func:`paired_mcnemar`: the exact binomial McNemar test (:func:`exact_mcnemar`)
+  when every case holds one image, the clustered one otherwise; the result names
+  which ran.
 * :func:`paired_trend`: the direction of a sweep: per case, the least-squares
   slope of its images' mean correctness against alpha; the mean slope and its
   case-level standard error.
@@ -69,17 +70,26 @@ def clustered_mcnemar(correct_a, correct_b, cases=None) -> PairedTest:
     return PairedTest(int(np.sum(a & ~b)), int(np.sum(~a & b)), p, CLUSTERED, int(idx.max() + 1) if a.size else 0)
 
 
-def paired_mcnemar(correct_a, correct_b, cases=None) -> PairedTest:
-    """McNemar's test with the case as unit: exact when each case holds one image,
-    clustered (:func:`clustered_mcnemar`) when some case holds several."""
+def exact_mcnemar(correct_a, correct_b) -> PairedTest:
+    """Exact (binomial) McNemar test of two models' per-image correctness on the
+    same test set, every image its own case: two-sided p-value for 'both are
+    equally accurate'."""
     a, b = _bools(correct_a, correct_b)
-    idx = _case_index(cases, a.size)
-    if a.size and np.bincount(idx).max() > 1:
-        return clustered_mcnemar(a, b, cases)
     only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
     n = only_a + only_b
     p = 1.0 if n == 0 else float(binomtest(only_a, n, 0.5, alternative="two-sided").pvalue)
     return PairedTest(only_a, only_b, p, EXACT, a.size)
+
+
+def paired_mcnemar(correct_a, correct_b, cases=None) -> PairedTest:
+    """McNemar's test with the case as unit: exact (:func:`exact_mcnemar`) when each
+    case holds one image, clustered (:func:`clustered_mcnemar`) when some case holds
+    several."""
+    a, b = _bools(correct_a, correct_b)
+    idx = _case_index(cases, a.size)
+    if a.size and np.bincount(idx).max() > 1:
+        return clustered_mcnemar(a, b, cases)
+    return exact_mcnemar(a, b)
 
 
 def paired_trend(correct: np.ndarray, alphas: Sequence[float], cases=None) -> dict:

@@ -145,8 +145,8 @@ class Check(Claim):
         a, b = _region(self.side, self.margin)
         d = self.delta
         room_reproduce = min(d - a, b - d)                     # distance to the region's nearer edge
-        room_contra = abs(d) if self.side == "within" else max(a - d if a > -math.inf else -math.inf,
-                                                               d - b if b < math.inf else -math.inf)
+        room_contra = {"within": abs(d), "at least": a - d, "above": a - d,   # distance the interval
+                       "at most": d - b, "below": d - b}[self.side]           # must clear to contradict
         factors = []
         for room, z in ((room_reproduce, self.z_reproduce), (room_contra, self.z_contradict)):
             allowed = (room / z) ** 2 - fixed if room > 0 else -1.0
@@ -525,12 +525,3 @@ def addition_verdict(record: Mapping, reference: Mapping = references.ADDITION_B
     notes.append(f"normalized accuracy (merged / fine-tuned, mean over tasks): {100 * sum(normalized) / t_n:.1f}% "
                  f"(reference, derived: {100 * reference['normalized_average']:.1f}%), reported only")
     return Verdict("addition", reference["source"], alpha, judge(claims, alpha), table, notes)
-
-
-def with_outcomes(verdict: Verdict) -> dict[str, int]:
-    """How many of the verdict's asserted checks came out each way."""
-    out = {REPRODUCED: 0, INCONCLUSIVE: 0, CONTRADICTED: 0}
-    for c in verdict.asserted:
-        out[c.outcome] += 1
-    return out
-
