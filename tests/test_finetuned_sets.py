@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import sys
-import types
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
+from fixtures.paper_modules import PaperModules
 from tvcore import CheckpointError
 from tvcore.finetuned_sets import MAX_RELATIVE_CHANGE, relative_change
 from tvcore.models import load_model
@@ -53,32 +53,6 @@ def nudged(model, seed: int, scale: float = 0.01, frozen_proj: bool = False):
                 continue
             p.add_(torch.randn(p.shape, generator=g) * scale * p.detach().abs().mean().clamp_min(1e-3))
     return out
-
-
-class PaperModules:
-    """The paper's ``src.modeling.ImageEncoder`` (task_vectors), present while the
-    files are written and gone when tvcore reads them."""
-
-    def __enter__(self):
-        src, modeling = types.ModuleType("src"), types.ModuleType("src.modeling")
-
-        class ImageEncoder(torch.nn.Module):
-            def __init__(self, model, keep_lang=False):
-                super().__init__()
-                self.model = model
-                self.train_preprocess = self.val_preprocess = None
-                self.cache_dir = None
-                if not keep_lang and hasattr(self.model, "transformer"):
-                    delattr(self.model, "transformer")
-
-        ImageEncoder.__module__, ImageEncoder.__qualname__ = "src.modeling", "ImageEncoder"
-        modeling.ImageEncoder, src.modeling = ImageEncoder, modeling
-        sys.modules.update({"src": src, "src.modeling": modeling})
-        return ImageEncoder
-
-    def __exit__(self, *exc):
-        sys.modules.pop("src.modeling", None)
-        sys.modules.pop("src", None)
 
 
 def hf_vision_state(model) -> dict[str, torch.Tensor]:

@@ -19,6 +19,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from fixtures.paper_modules import PaperModules
 from tvcore import CheckpointError
 from tvcore.importers import import_checkpoint, load_pickle_restricted, read_image_encoder, read_provenance
 
@@ -43,29 +44,8 @@ def tiny_clip():
 def fake_src_module():
     """A throwaway ``src.modeling`` with the paper's ImageEncoder class: present while
     saving, gone when loading (as for any user without the paper's code)."""
-    names = ("src", "src.modeling")
-    saved = {n: sys.modules.get(n) for n in names}
-    src, modeling = types.ModuleType("src"), types.ModuleType("src.modeling")
-
-    class ImageEncoder(torch.nn.Module):
-        def __init__(self, model, keep_lang=False):
-            super().__init__()
-            self.model = model
-            self.train_preprocess = self.val_preprocess = None
-            self.cache_dir = "/data/cache"
-            if not keep_lang and hasattr(self.model, "transformer"):
-                delattr(self.model, "transformer")
-
-    ImageEncoder.__module__, ImageEncoder.__qualname__ = "src.modeling", "ImageEncoder"
-    modeling.ImageEncoder = ImageEncoder
-    src.modeling = modeling
-    sys.modules.update({"src": src, "src.modeling": modeling})
-    yield ImageEncoder
-    for n, m in saved.items():
-        if m is None:
-            sys.modules.pop(n, None)
-        else:
-            sys.modules[n] = m
+    with PaperModules() as image_encoder:
+        yield image_encoder
 
 
 def save_paper_encoder(cls, model, path, legacy=False):
