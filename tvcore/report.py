@@ -202,73 +202,183 @@ def render(record: Mapping) -> str:
     return REPORTS[record["experiment"]](record)
 
 
-def sweep_plot(record: Mapping, path: str | Path) -> Path:
-    """The accuracy-versus-coefficient plot of a record, as PNG, written atomically."""
+SPLIT_NAMES = {"val": "validation", "test": "test", "train": "training"}
+# Every sweep plot shows the sweep that chooses the coefficient: validation
+# accuracy (the paper chooses its scaling coefficient on held-out validation
+# data, Ilharco et al. 2023, Sec. 2); test accuracy at the chosen point is in the tables.
+SWEEP_SPLIT = "val"
+CHOSEN = "chosen"  # the gid of every chosen-point marker, so a figure says which artist it is
+
+
+def accuracy_label(split: str, quantity: str = "accuracy") -> str:
+    """``"validation accuracy"`` for split "val": an axis names the split it shows."""
+    return f"{SPLIT_NAMES.get(split, split)} {quantity}"
+
+
+def _mark_chosen(ax, x: float, y: float, first: bool = True, color: str = "k") -> None:
+    """The point chosen on validation: a star on the curve it was chosen by."""
+    ax.plot([x], [y], linestyle="none", marker="*", ms=13, color=color, mec="k", zorder=5, gid=CHOSEN,
+            label="chosen on validation" if first else "_nolegend_")
+
+
+def _row_at(rows: Sequence[Mapping], key: str, value: float) -> Mapping:
+    return next(r for r in rows if r[key] == value)
+
+
+def _plot_birads(fig, record: Mapping) -> None:
+    ax = fig.subplots()
+    names, rows = record["class_names"], record["sweep"]
+    alphas = [r["alpha"] for r in rows]
+    # The rule's quantity (balanced accuracy) and each class's recall, on validation.
+    balanced = [r["val"]["balanced_accuracy"] for r in rows]
+    ax.plot(alphas, balanced, "k-o", lw=2, label="balanced (the rule)")
+    ax.plot(alphas, [r["val"]["overall"]["value"] for r in rows], "k:", label="overall")
+    for n in names:
+        ax.plot(alphas, [r["val"]["per_class"][n]["value"] for r in rows], "--.", label=n)
+    chosen = record["selection"]["alpha"]
+    _mark_chosen(ax, chosen, _row_at(rows, "alpha", chosen)["val"]["balanced_accuracy"])
+    fixed = record["selection"].get("fixed_alpha")
+    if fixed is not None:
+        ax.axvline(fixed, color="grey", ls=":", label=f"fixed alpha {fixed:g} (the experiment's table)")
+    ax.set_xlabel("alpha (baseline + alpha * E)")
+    ax.set_ylabel(accuracy_label(SWEEP_SPLIT))
+
+
+def _plot_negation(fig, record: Mapping) -> None:
+    ax = fig.subplots()
+    for i, (target, sel) in enumerate(record["selection"]["per_task"].items()):
+        rows = sel["val_sweep"]
+        lams = [r["lambda"] for r in rows]
+        line, = ax.plot(lams, [r["target"] for r in rows], "-", label=f"{target} target")
+        ax.plot(lams, [r["control"] for r in rows], ":", color=line.get_color(), label=f"{target} control")
+        _mark_chosen(ax, sel["lambda"], _row_at(rows, "lambda", sel["lambda"])["target"], i == 0, line.get_color())
+    ax.axhline(record["selection"]["control_floor"], color="grey", ls="--", label="control floor")
+    ax.set_xlabel("lambda (pre-trained - lambda * tau)")
+    ax.set_ylabel(accuracy_label(SWEEP_SPLIT) + " (dotted: control)")
+
+
+def _plot_addition(fig, record: Mapping) -> None:
+    """Two panels, one quantity each: the mean normalized accuracy that chooses
+    lambda, and each task's absolute accuracy."""
+    norm_ax, abs_ax = fig.subplots(1, 2, sharex=True)
+    rows, chosen = record["selection"]["val_sweep"], record["selection"]["lambda"]
+    lams = [r["lambda"] for r in rows]
+    norm_ax.plot(lams, [r["normalized"] for r in rows], "k-o", ms=3, label="mean normalized")
+    _mark_chosen(norm_ax, chosen, _row_at(rows, "lambda", chosen)["normalized"])
+    norm_ax.set_ylabel(accuracy_label(SWEEP_SPLIT, "normalized accuracy (merged / fine-tuned)"))
+    for t in record["config"]["tasks"]:
+        abs_ax.plot(lams, [r["val"][t] for r in rows], "--", label=t)
+    abs_ax.axvline(chosen, color="grey", ls=":", label="chosen lambda")
+    abs_ax.set_ylabel(accuracy_label(SWEEP_SPLIT))
+    for ax in (norm_ax, abs_ax):
+        ax.set_xlabel("lambda (pre-trained + lambda * sum tau)")
+
+
+def _plot_analogy(fig, record: Mapping) -> None:
+    ax = fig.subplots()
+    sel = record["selection"]
+    rows = sel["val_sweep"]
+    ax.plot([r["lambda"] for r in rows], [r["target"] for r in rows], "k-o", ms=3, label="target")
+    if rows and "control" in rows[0]:
+        ax.plot([r["lambda"] for r in rows], [r["control"] for r in rows], "k:", label="control")
+    if sel.get("control_floor") is not None:
+        ax.axhline(sel["control_floor"], color="grey", ls="--", label="control floor")
+    _mark_chosen(ax, sel["lambda"], _row_at(rows, "lambda", sel["lambda"])["target"])
+    ax.set_xlabel("lambda")
+    ax.set_ylabel(accuracy_label(SWEEP_SPLIT))
+
+
+def _plot_merging(fig, record: Mapping) -> None:
+    # Each method's validation score along its lam, its other hyperparameters at
+    # their chosen values; a method with one lam, a dashed line at its chosen score.
+    ax = fig.subplots()
+    marked = False
+    for i, (name, sel) in enumerate(record["selection"]["methods"].items()):
+        style = {"color": f"C{i % 10}", "ls": "-" if i < 10 else "-."}
+        rows = [r for r in sel["grid"] if all(r["hyperparameters"].get(k) == v
+                                              for k, v in sel["chosen"].items() if k != "lam")]
+        if "lam" in sel["chosen"] and len(rows) > 1:
+            ax.plot([r["hyperparameters"]["lam"] for r in rows], [r["normalized"] for r in rows], marker="o",
+                    ms=3, label=name, **style)
+            _mark_chosen(ax, sel["chosen"]["lam"], sel["val_normalized"], not marked, style["color"])
+            marked = True
+        else:
+            ax.axhline(sel["val_normalized"], lw=1, label=f"{name} (no lam)", **{**style, "ls": "--"})
+    ax.set_xlabel("lam (the merged update's scale)")
+    ax.set_ylabel(accuracy_label(SWEEP_SPLIT, "mean normalized accuracy"))
+
+
+def _plot_eval(fig, record: Mapping) -> None:
+    """Per-class accuracy with each class's 95% interval, every class named:
+    horizontal bars, so a long list of class names stays readable."""
+    ax = fig.subplots()
+    result, split = record["result"], record["config"]["split"]
+    names = list(result["per_class"])
+    per_class = [result["per_class"][n] for n in names]
+    values = [m["value"] for m in per_class]
+    errors = [[m["value"] - m["low"] for m in per_class], [m["high"] - m["value"] for m in per_class]]
+    ax.barh(range(len(names)), values, xerr=errors, color="steelblue", ecolor="k", capsize=2,
+            label=f"per class, 95% interval ({per_class[0].get('interval', 'wilson') if per_class else 'wilson'})")
+    ax.set_yticks(range(len(names)), labels=[str(n) for n in names], fontsize=max(4, min(8, 400 // max(len(names), 1))))
+    ax.invert_yaxis()  # the first class on top, as the record lists them
+    ax.axvline(result["overall"]["value"], color="k", ls="--", label="overall")
+    ax.set_ylabel("class")
+    ax.set_xlabel(accuracy_label(split))
+    ax.set_xlim(0, 1.02)
+
+
+_PLOTS = {"birads": _plot_birads, "negation": _plot_negation, "addition": _plot_addition,
+          "analogy": _plot_analogy, "merging": _plot_merging, "eval": _plot_eval}
+
+
+def _title(record: Mapping) -> str:
+    exp, suite = record["experiment"], record.get("suite", record["experiment"])
+    if exp == "eval":
+        split = record["config"]["split"]
+        return f"{record.get('model_label', '')} on {record['config']['task']}: {accuracy_label(split)}"
+    coefficient = {"birads": "alpha", "merging": "each method's hyperparameters"}.get(exp, "lambda")
+    return f"{suite}: {accuracy_label(SWEEP_SPLIT)}, the sweep that chooses {coefficient}"
+
+
+def sweep_figure(record: Mapping):
+    """The figure of a record: accuracy versus the coefficient on the validation
+    sweep that chooses it, the chosen point starred (an ``eval`` record: per-class
+    accuracy with intervals). Every legend sits outside its axes, so it covers no
+    data. The caller closes it (``matplotlib.pyplot.close``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     exp = record["experiment"]
-    if exp == "birads":
-        names = record["class_names"]
-        alphas = [r["alpha"] for r in record["sweep"]]
-        ax.plot(alphas, [r["test"]["overall"]["value"] for r in record["sweep"]], "k-o", lw=2, label="overall")
-        for n in names:
-            ax.plot(alphas, [r["test"]["per_class"][n]["value"] for r in record["sweep"]], "--.", label=n)
-        ax.axvline(record["selection"]["alpha"], color="grey", ls=":", label="chosen on val")
-        ax.set_xlabel("alpha (baseline + alpha * E)")
-        ax.set_ylabel("test accuracy")
-    elif exp == "negation":
-        for target, sel in record["selection"]["per_task"].items():
-            lams = [r["lambda"] for r in sel["val_sweep"]]
-            line, = ax.plot(lams, [r["target"] for r in sel["val_sweep"]], "-", label=f"{target} target")
-            ax.plot(lams, [r["control"] for r in sel["val_sweep"]], ":", color=line.get_color())
-        ax.axhline(record["selection"]["control_floor"], color="grey", ls="--", label="control floor")
-        ax.set_xlabel("lambda (pre-trained - lambda * tau)")
-        ax.set_ylabel("validation accuracy (dotted: control)")
-    elif exp == "eval":
-        per_class = record["result"]["per_class"]
-        ax.bar(range(len(per_class)), [v["value"] for v in per_class.values()], color="steelblue")
-        ax.axhline(record["result"]["overall"]["value"], color="k", ls="--", label="overall")
-        ax.set_xlabel("class")
-        ax.set_ylabel("accuracy")
-    elif exp == "addition":
-        rows = record["selection"]["val_sweep"]
-        ax.plot([r["lambda"] for r in rows], [r["normalized"] for r in rows], "k-o", label="mean normalized")
-        for t in record["config"]["tasks"]:
-            ax.plot([r["lambda"] for r in rows], [r["val"][t] for r in rows], "--", label=t)
-        ax.set_xlabel("lambda (pre-trained + lambda * sum tau)")
-        ax.set_ylabel("validation accuracy")
-    elif exp == "merging":
-        # Each method's validation score along its lam, its other hyperparameters at
-        # their chosen values; a method with one lam, a dashed line at its chosen score.
-        for i, (name, sel) in enumerate(record["selection"]["methods"].items()):
-            style = {"color": f"C{i % 10}", "ls": "-" if i < 10 else "-."}
-            rows = [r for r in sel["grid"] if all(r["hyperparameters"].get(k) == v
-                                                  for k, v in sel["chosen"].items() if k != "lam")]
-            if "lam" in sel["chosen"] and len(rows) > 1:
-                ax.plot([r["hyperparameters"]["lam"] for r in rows], [r["normalized"] for r in rows], marker="o",
-                        ms=3, label=name, **style)
-            else:
-                ax.axhline(sel["val_normalized"], lw=1, label=f"{name} (no lam)", **{**style, "ls": "--"})
-        ax.set_xlabel("lam (the merged update's scale)")
-        ax.set_ylabel("mean normalized validation accuracy")
-    else:
-        rows = record["selection"]["val_sweep"]
-        ax.plot([r["lambda"] for r in rows], [r["target"] for r in rows], "k-o", label="target")
-        if rows and "control" in rows[0]:
-            ax.plot([r["lambda"] for r in rows], [r["control"] for r in rows], "k:", label="control")
-        if record["selection"].get("control_floor") is not None:
-            ax.axhline(record["selection"]["control_floor"], color="grey", ls="--", label="control floor")
-        ax.set_xlabel("lambda")
-        ax.set_ylabel("validation accuracy")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    ax.set_title(f"{record.get('suite', exp)}")
-    fig.tight_layout()
+    n_classes = len(record["result"]["per_class"]) if exp == "eval" else 0
+    width = 11.0 if exp == "addition" else 8.0
+    height = max(4.2, 0.6 + 0.16 * n_classes)
+    fig = plt.figure(figsize=(width, height), dpi=110, layout="constrained")
+    _PLOTS[exp](fig, record)
+    for ax in fig.axes:
+        ax.grid(alpha=0.3)
+        if exp != "eval":
+            ax.set_ylim(0, 1.02)
+    # Legends to the right of the last axes: outside every axes, over no data.
+    handles, labels = [], []
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    if handles:
+        fig.axes[-1].legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                            borderaxespad=0.0)
+    fig.suptitle(_title(record), fontsize=10)
+    return fig
+
+
+def sweep_plot(record: Mapping, path: str | Path) -> Path:
+    """The figure of :func:`sweep_figure`, as PNG, written atomically."""
+    import matplotlib.pyplot as plt
+
+    fig = sweep_figure(record)
     path = Path(path)
     try:
         with atomic_write(path, what="plot") as tmp:
