@@ -300,9 +300,14 @@ def eval_precision(precision: str, device: str | torch.device) -> str:
     return precision
 
 
+def progress_label(task: str, split: str) -> str:
+    """An evaluation's progress-bar label: ``evaluate digits/rot90:val``, the task and split it runs on."""
+    return f"evaluate {task}:{split}"
+
+
 @torch.no_grad()
 def run_classifier(model: torch.nn.Module, loader, device: str | torch.device = "cpu", *, logits: bool = False,
-                   progress: bool = False, desc: str = "eval", precision: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+                   progress: bool = False, desc: str = "evaluate", precision: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Run a classifier over a loader of ``(images, labels)``; return (labels,
     predicted classes), or (labels, float32 logits) with ``logits``. ``precision``:
     see :func:`eval_precision`. On an accelerator the outputs stay on it until the
@@ -338,15 +343,16 @@ def run_classifier(model: torch.nn.Module, loader, device: str | torch.device = 
 
 
 def predict(model: torch.nn.Module, loader, device: str | torch.device = "cpu",
-            progress: bool = False, desc: str = "eval", precision: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+            progress: bool = False, desc: str = "evaluate", precision: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Run a classifier over a loader of ``(images, labels)``; return (labels, predictions)."""
     return run_classifier(model, loader, device, progress=progress, desc=desc, precision=precision)
 
 
 def evaluate(model: torch.nn.Module, loader, class_names: Sequence[str],
              device: str | torch.device = "cpu", progress: bool = False, cases=None,
-             seed: int = 0) -> ClassificationMetrics:
+             seed: int = 0, desc: str = "evaluate") -> ClassificationMetrics:
     """``cases``: one case id per image of the loader, in loader order (see
-    :func:`classification_metrics`)."""
-    labels, preds = predict(model, loader, device, progress)
+    :func:`classification_metrics`). ``desc``: the progress bar's label, e.g.
+    :func:`progress_label` of the task and split."""
+    labels, preds = predict(model, loader, device, progress, desc)
     return classification_metrics(labels, preds, class_names, cases=cases, seed=seed)

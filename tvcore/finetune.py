@@ -83,6 +83,20 @@ RECIPES = {
 }
 
 
+# What a run's progress bar calls each objective, so an ascent never reads as a fine-tune.
+OBJECTIVE_LABELS = {"descent": "fine-tune", "ascent": "gradient ascent"}
+
+
+def progress_label(recipe: Recipe, what: str = "") -> str:
+    """A fine-tune's progress-bar label: ``fine-tune digits/rot90`` or ``gradient
+    ascent digits/rot90``. ``what`` names the data (a task); the verb is the
+    recipe's objective, so a leading ``finetune`` in ``what`` is dropped."""
+    words = what.split(maxsplit=1)
+    if words and words[0] == "finetune":
+        what = words[1] if len(words) > 1 else ""
+    return f"{OBJECTIVE_LABELS[recipe.objective]} {what}".strip()
+
+
 def lr_at(step: int, recipe: Recipe, total: int) -> float:
     """Linear warm-up to ``recipe.lr``, then cosine decay to 0 at ``total``."""
     if step < recipe.warmup_steps:
@@ -310,7 +324,7 @@ class _Log:
 def finetune(model: ImageClassifier, train_data: torch.utils.data.Dataset, recipe: Recipe = RECIPES["paper"], *,
              device: str | torch.device = "cpu", checkpoint_dir: str | os.PathLike | None = None,
              checkpoint_every: int = 500, stop_after: int | None = None, progress: bool = True,
-             deterministic: bool = True, desc: str = "finetune", workers: int = 0,
+             deterministic: bool = True, desc: str = "", workers: int = 0,
              speed: Speed | Accel | None = None) -> FinetuneResult:
     """Fine-tune ``model.image_encoder`` in place on ``train_data``: a dataset from
     :func:`tvcore.data.loaders.train_dataset`, or any dataset of
@@ -322,6 +336,8 @@ def finetune(model: ImageClassifier, train_data: torch.utils.data.Dataset, recip
     and at the end, and a run finding one there resumes from it. ``stop_after`` ends
     the run early after that many steps (as an interruption would). ``speed``: how
     a CUDA device is used (:class:`Speed`); the result's ``accel`` says what ran.
+    ``desc``: what is trained (a task name), shown after the objective's verb
+    (:func:`progress_label`).
     """
     from tqdm.auto import tqdm
 
@@ -395,7 +411,7 @@ def finetune(model: ImageClassifier, train_data: torch.utils.data.Dataset, recip
         return loss
 
     t0 = time.perf_counter()
-    bar = tqdm(range(start, end), desc=desc, disable=not progress or rank != 0, initial=start, total=total)
+    bar = tqdm(range(start, end), desc=progress_label(recipe, desc), disable=not progress or rank != 0, initial=start, total=total)
     for step, (images, labels) in zip(bar, batches):
         # Dropout and the like draw from the global RNG: seeded by the step, so a
         # resumed run draws what an unbroken one would.
