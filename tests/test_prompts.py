@@ -189,8 +189,8 @@ def test_dataset_names_must_be_strings():
 
 @pytest.mark.parametrize("lookup", [templates, classnames])
 def test_unknown_task_is_refused_with_the_known_ones(lookup):
-    with pytest.raises(DatasetError, match="'CIFAR10'.*known tasks: Cars"):
-        lookup("CIFAR10")
+    with pytest.raises(DatasetError, match="'Caltech101'.*known tasks: Cars"):
+        lookup("Caltech101")
 
 
 def test_returned_lists_are_copies():

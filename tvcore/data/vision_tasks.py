@@ -27,9 +27,17 @@ from .reader import Reader
 PAPER_TASKS = ("Cars", "DTD", "EuroSAT", "GTSRB", "MNIST", "RESISC45", "SUN397", "SVHN")
 CONTROL_TASK = "ImageNet"
 ALL_TASKS = (*PAPER_TASKS, CONTROL_TASK)
+# The model-merging benchmark's larger task sets (TALL-masks, Wang et al. 2024, and
+# FusionBench): the eight plus six, and plus six more, in the order of TALL-masks'
+# ALL_DATASETS (nik-dim/tall_masks@d10af8b src/utils/variables_and_paths.py). Their
+# readers are in :mod:`tvcore.data.formats.extended`; the generic layout stays the
+# paper's tasks' (ALL_TASKS).
+TASKS_14 = (*PAPER_TASKS, "STL10", "OxfordIIITPet", "Flowers102", "CIFAR100", "PCAM", "FER2013")
+TASKS_20 = (*TASKS_14, "CIFAR10", "Food101", "FashionMNIST", "RenderedSST2", "EMNIST", "KMNIST")
+EXTENDED_TASKS = TASKS_20[len(PAPER_TASKS):]
 READER = "generic"
 
-__all__ = ["PAPER_TASKS", "CONTROL_TASK", "ALL_TASKS", "READERS", "load", "validation_split",
+__all__ = ["PAPER_TASKS", "CONTROL_TASK", "ALL_TASKS", "TASKS_14", "TASKS_20", "EXTENDED_TASKS", "READERS", "load", "validation_split",
            "validation_indices", "VAL_FRACTION", "VAL_MAX", "VAL_SEED"]
 
 
