@@ -89,6 +89,11 @@ def finalize(record: dict, case: str, seed: int | None = None) -> dict:
         out["seed"] = seed
     out.update(record)
     out["environment"] = environment()
+    # The flags at the end say nothing of how a pool-served vector was trained: a
+    # run's own account (tvcore.experiments.common.Context.describe) takes their place.
+    run_determinism = (record.get("context") or {}).get("determinism")
+    if run_determinism is not None:
+        out["environment"]["determinism"] = run_determinism
     return out
 
 

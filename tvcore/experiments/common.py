@@ -5,6 +5,7 @@ this context; they read from the pools and judge through the evaluator."""
 
 from __future__ import annotations
 
+import json
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -15,7 +16,7 @@ from ..data.base import TaskData
 from ..errors import CheckpointError
 from ..evaluate import ClassificationMetrics
 from ..evaluator import Evaluator, eval_batch_size
-from ..finetune import Recipe
+from ..finetune import Recipe, determinism_flags
 from ..finetuned_sets import FinetunedSet
 from ..models import LoadedModel, load_model
 from ..pool import ModelPool
@@ -87,9 +88,16 @@ class Context:
     tasks: TaskPool = field(init=False)
     evaluator: Evaluator = field(init=False)
     timings: dict = field(default_factory=dict, init=False)
+    # The run a record describes: the vectors handed out since the last description,
+    # and the determinism flags the process held when the run began.
+    _used: dict = field(default_factory=dict, init=False, repr=False)
+    _run_start_flags: dict = field(default_factory=dict, init=False, repr=False)
+    # The flags a vector fine-tuned in this process was trained under.
+    _trained_flags: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
         t0 = time.perf_counter()
+        self._run_start_flags = determinism_flags()
         # A fine-tuned set's QuickGELU records join the model's decision, so the model
         # runs as the set was trained (or the clash is refused before anything runs).
         finetuned = FinetunedSet(Path(self.finetuned), arch=Path(self.model.arch).stem) if self.finetuned else None
@@ -118,8 +126,21 @@ class Context:
         evaluation (one error lists every bad file)."""
         self.pool.check_finetuned(task_names)
 
-    def vector(self, task_name: str) -> TaskVector:
-        return self.pool.vector(task_name, self.tasks, self.recipe)
+    def vector(self, task_name: str, recipe: Recipe | None = None, *, label: str | None = None,
+               from_folder: bool = True) -> TaskVector:
+        """The task's vector under ``recipe`` (default: the run's), named ``label`` in
+        the pool (:meth:`tvcore.pool.ModelPool.vector`). The run's record lists it."""
+        label = label or task_name
+        new = label not in self.pool.provenance
+        try:
+            return self.pool.vector(task_name, self.tasks, recipe or self.recipe, label=label,
+                                    from_folder=from_folder)
+        finally:
+            if label in self.pool.provenance:
+                self._used[label] = None
+                if new and self.pool.provenance[label]["source"] in ("trained", "resumed"):
+                    # The fine-tune set these flags (tvcore.finetune.seed_everything) and nothing unsets them.
+                    self._trained_flags[label] = determinism_flags()
 
     def load(self, state: dict) -> None:
         self.evaluator.load(state)
@@ -145,9 +166,32 @@ class Context:
     def all_timings(self) -> dict:
         return {**self.timings, **self.pool.timings}
 
+    def _training_determinism(self, label: str, info: dict) -> dict:
+        """The determinism flags a vector was fine-tuned under, and where that is known
+        from: this process, the pool entry's ``meta.json``, or nowhere (None)."""
+        if label in self._trained_flags:
+            return {**self._trained_flags[label], "from": "this process, which fine-tuned it"}
+        meta_path = Path(info["path"]).parent / "meta.json" if info.get("path") and info["source"] == "pool" else None
+        if meta_path is not None and meta_path.is_file():
+            meta = json.loads(meta_path.read_text())
+            flags = meta.get("determinism") or (meta.get("accel") or {}).get("determinism")
+            if flags:
+                return {**flags, "from": "the pool entry's meta.json"}
+        where = {"pool": "the pool entry's meta.json does not record it",
+                 "finetuned": "an encoder of a fine-tuned set, whose files do not record it"}.get(
+            info["source"], "fine-tuned through the pool directly, not Context.vector")
+        return {"deterministic_algorithms": None, "from": f"unknown: {where}"}
+
     def describe(self) -> dict:
         """What ran, with the embedded model's paths relative to the checkout so
-        records from two machines compare equal."""
+        records from two machines compare equal.
+
+        A description is of one run (:func:`tvcore.experiments.run_suite` takes one
+        per run): it lists the vectors handed out since the previous description,
+        not every vector the context holds for other runs, and the determinism of
+        the run as it was: the flags evaluation ran under from the run's start to
+        its end (a fine-tune in this process turns deterministic algorithms on
+        midway), and per vector the flags it was fine-tuned under where known."""
         root = str(FIXTURES.parent) + "/"
         strip = lambda v: v.replace(root, "") if isinstance(v, str) else v  # noqa: E731
         model = {k: strip(v) for k, v in asdict(self.model).items()}
@@ -155,13 +199,18 @@ class Context:
         model["quick_gelu"] = {"value": decided.get("quick_gelu"), "source": strip(decided.get("quick_gelu_source"))}
         tasks = {name: self.tasks.describe(name) for name in self.tasks._tasks}
         # Where a vector came from; the pool's own paths stay out (its key names the entry).
-        vectors = {name: {k: strip(v) for k, v in info.items() if k != "path" or info["source"] == "finetuned"}
-                   for name, info in self.pool.provenance.items()}
+        used = [name for name in self._used if name in self.pool.provenance]
+        vectors = {name: {k: strip(v) for k, v in self.pool.provenance[name].items()
+                          if k != "path" or self.pool.provenance[name]["source"] == "finetuned"} for name in used}
+        determinism = {"evaluation": {"at_start": self._run_start_flags, "at_end": determinism_flags()},
+                       "training": {name: self._training_determinism(name, self.pool.provenance[name])
+                                    for name in used}}
+        self._used, self._run_start_flags = {}, determinism["evaluation"]["at_end"]
         fset = self.pool.finetuned
         return {"model": model, "model_loaded": strip(self.pool.loaded.describe()),
                 "finetuned_set": fset.describe() if fset is not None else None, "base_weights": self.pool.base_hash,
                 "recipe": asdict(self.recipe), "device": self.device, "evaluation": self.evaluator.describe(),
-                "tasks": tasks, "vectors": vectors,
+                "tasks": tasks, "vectors": vectors, "determinism": determinism,
                 "rehearsal_cap": self.max_per_split}
 
 

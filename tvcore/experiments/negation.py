@@ -159,7 +159,7 @@ def _controls(config: NegationConfig, ctx: Context, floor: float, reported: dict
         # Always trained (or taken from the pool), also where fine-tuned encoders come from a folder.
         label = f"ascent:{target}"
         try:
-            vector = ctx.pool.vector(target, ctx.tasks, ascent, label=label, from_folder=False)
+            vector = ctx.vector(target, ascent, label=label, from_folder=False)
         except NonFiniteError as err:
             ascent_rows[target] = {"finite": False, "error": str(err), "vector": _where(ctx, label)}
             continue
