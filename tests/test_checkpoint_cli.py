@@ -24,7 +24,8 @@ def test_eval_takes_an_imported_image_encoder_and_records_the_quick_gelu_decisio
                  "--image-encoder", str(tmp_path / "enc.safetensors"), "--workers", "0",
                  "--results-dir", str(tmp_path / "r"), "--quiet"]) == 0
     out = capsys.readouterr().out
-    model = json.loads((tmp_path / "r" / "eval-digits-upright-test.json").read_text())["context"]["model"]
+    (record,) = (tmp_path / "r").glob("eval-digits-upright-test-*-enc-*.json")  # named after the model
+    model = json.loads(record.read_text())["context"]["model"]
     assert model["image_encoder"] == str(tmp_path / "enc.safetensors")
     assert model["quick_gelu"] == {"value": False,
                                    "source": f"weights file {tmp_path / 'enc.safetensors'} records QuickGELU off"}

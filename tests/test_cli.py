@@ -153,7 +153,8 @@ def test_eval_prints_accuracy_per_class_and_confusion_and_writes_a_record(tmp_pa
                  "--workers", "1", "--results-dir", str(tmp_path / "r"), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "test.overall" in out and "test.class[9]" in out and "True 9:" in out
-    rec = json.loads((tmp_path / "r" / "eval-digits-rot90-test.json").read_text())
+    (path,) = (tmp_path / "r").glob("eval-digits-rot90-test-tvcore-tiny-digits-*.json")
+    rec = json.loads(path.read_text())
     m = rec["metrics"]["test.overall"]
     assert m["total"] == sum(sum(row) for row in rec["result"]["confusion_matrix"])
     assert rec["split_hashes"] and rec["context"]["tasks"]["digits/rot90"]["prompt_fingerprint"]

@@ -82,5 +82,6 @@ def test_tvcore_eval_records_the_precision_asked_for(tmp_path, capsys):
 
     code = main(["eval", "digits/upright", "--arch", TINY.arch, "--weights", TINY.pretrained, "--precision", "bf16",
                  "--workers", "0", "--quiet", "--results-dir", str(tmp_path)])
-    record = json.loads((tmp_path / "eval-digits-upright-test.json").read_text())
+    (path,) = tmp_path.glob("eval-digits-upright-test-*.json")  # named after the model evaluated
+    record = json.loads(path.read_text())
     assert code == 0 and record["context"]["evaluation"]["precision"] == "bf16"

@@ -324,7 +324,7 @@ def test_hf_vision_model_takes_its_projection_from_the_base(tmp_path):
 
 def test_hf_vision_model_without_a_base_says_to_pass_one(tmp_path):
     hf_clip("CLIPVisionModel").save_pretrained(tmp_path / "hf")
-    with pytest.raises(CheckpointError, match="no image projection; pass base="):
+    with pytest.raises(CheckpointError, match="no image projection; pass --base,"):
         import_checkpoint(tmp_path / "hf", tmp_path / "out.safetensors", arch=matching_open_clip(tmp_path, True))
 
 

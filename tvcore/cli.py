@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
-from .errors import TvcoreError, UsageError
+from .errors import TaskVectorMismatchError, TvcoreError, UsageError
 from .outputs import check_output, check_output_dir
 
 
@@ -90,6 +91,8 @@ def _cache(args) -> int:
 def _vector_build(args) -> int:
     from .vectors import TaskVector
 
+    from pathlib import Path
+
     check_output(args.output, inputs=[args.pretrained, args.finetuned])
     if args.arch:
         # Published forms (pickled encoders, Hugging Face folders, OpenCLIP files):
@@ -103,9 +106,14 @@ def _vector_build(args) -> int:
         # Both sides must come from one model: a QuickGELU clash between them is refused.
         decide_quick_gelu(args.arch, records={args.pretrained: pre_info.get("quick_gelu"),
                                               args.finetuned: ft_info.get("quick_gelu")}, weights_given=False)
-        tv = TaskVector.from_state_dicts(pre, ft, name=args.name, base_model=args.base_model or args.arch)
+        tv = TaskVector.from_state_dicts(pre, ft, name=args.name or Path(args.finetuned).stem,
+                                         base_model=args.base_model or args.arch)
     else:
-        tv = TaskVector.from_checkpoints(args.pretrained, args.finetuned, name=args.name,
+        from .checkpoints import load_state_dict
+
+        pre, ft = load_state_dict(args.pretrained), load_state_dict(args.finetuned)
+        check_same_keys(pre, ft, args.pretrained, args.finetuned)
+        tv = TaskVector.from_state_dicts(pre, ft, name=args.name or Path(args.finetuned).stem,
                                          base_model=args.base_model)
     tv.save(args.output)
     print(f"wrote {args.output}: {tv!r}, norm {tv.norm():.6g}"
@@ -113,14 +121,40 @@ def _vector_build(args) -> int:
     return 0
 
 
+def check_same_keys(pre, ft, pre_path: str, ft_path: str) -> None:
+    """Two weights files of different layouts (a whole CLIP model and an image
+    encoder, say) refused in one line that says how many tensors each holds, shows
+    a couple of the keys only one has, and names the flag that reads both as one
+    architecture's image encoder (--arch)."""
+    if pre.keys() == ft.keys():
+        return
+
+    def side(path, state, other) -> str:
+        # Keys that differ only by the whole model's 'visual.' prefix first: they show the mismatch.
+        only = sorted(state.keys() - other.keys(),
+                      key=lambda k: (f"visual.{k}" not in other and k.removeprefix("visual.") not in other, k))
+        kind = ("a whole CLIP model" if "visual.conv1.weight" in state
+                else "an image encoder" if "conv1.weight" in state else "")
+        shown = ", ".join(repr(k) for k in only[:2]) + (f" and {len(only) - 2} more" if len(only) > 2 else "")
+        return (f"{path} holds {len(state)} tensors{f' ({kind})' if kind else ''}"
+                + (f", {len(only)} not in the other (e.g. {shown})" if only else ""))
+
+    raise TaskVectorMismatchError(f"the two files hold different keys: {side(pre_path, pre, ft)}; {side(ft_path, ft, pre)}; "
+                     "pass --arch ARCH (e.g. --arch ViT-B-32) to read both as that architecture's image encoder")
+
+
 def _vector_apply(args) -> int:
     from .checkpoints import load_state_dict, save_state_dict
-    from .vectors import TaskVector
+    from .vectors import TaskVector, covers_encoder_of_whole_model
 
     check_output(args.output, inputs=[args.base, *args.vectors])
     base = load_state_dict(args.base)
     vectors = [TaskVector.load(p) for p in args.vectors]
     total = sum(vectors)
+    if not args.partial and covers_encoder_of_whole_model(total.keys(), base):
+        raise UsageError(f"{args.vectors[0]} covers the image encoder only ({len(total)} tensors) and {args.base} is "
+                         "a whole CLIP model; pass --partial to edit its image encoder (visual.*) and keep the "
+                         "text tower")
     out = total.apply_to(base, args.alpha, inplace=True, strict=not args.partial)
     save_state_dict(out, args.output)
     print(f"wrote {args.output}: base + {args.alpha:g} * ({' + '.join(v.name or p for v, p in zip(vectors, args.vectors))})")
@@ -249,32 +283,130 @@ def _run(args) -> int:
 
     if args.suite not in SUITES:
         raise UsageError(f"unknown suite {args.suite!r}; choose one of {', '.join(sorted(SUITES))}")
-    check_device(args.device)
+    if args.update_baselines:
+        raise UsageError("--update-baselines: tvcore run never writes baselines; write them with pytest, which "
+                         "pools the seeds: pytest bench/ --update-baselines --seeds 10")
+    device = run_device(args)
     check_run_options(args.workers, args.pool, args.finetuned, args.data_root)
     if args.weights is not None and os.path.isdir(args.weights):
         raise UsageError(f"--weights {args.weights} is a directory; give the weights file inside it")
-    # Every file the run will write is checked now, not after the suite has run for an hour.
-    check_output_dir(args.results_dir, "--results-dir")
-    for suffix in (".json", ".png"):
-        check_output(os.path.join(args.results_dir, args.suite + suffix), what="result file")
+    if args.seeds is not None and args.seeds < 1:
+        raise UsageError(f"--seeds {args.seeds}: must be at least 1")
+    if args.seeds is not None and args.seed != 0:
+        raise UsageError(f"--seed {args.seed} and --seeds {args.seeds}: --seeds N runs seeds 0..N-1; give one "
+                         "of the two")
+    seeds = list(range(args.seeds)) if args.seeds is not None else [args.seed]
     suite = SUITES[args.suite]
     if args.rehearsal:
-        suite = suite.rehearsal()
-    ctx = context_for(suite, device=args.device, data_root=args.data_root, weights=args.weights,
-                      progress=not args.quiet, seed=args.seed, results_dir=args.results_dir,
-                      rehearsal=args.rehearsal, quick_gelu=args.quick_gelu,
-                      **context_options(args.workers, args.pool, args.fresh, args.finetuned))
-    ctx.evaluator.set_precision(args.precision)
-    if args.plan:
-        from .plan import plan_suite
+        suite = suite.rehearsal()  # its name ends in -rehearsal: never the real run's record
+    baseline = None if args.no_gate or args.plan else baseline_for(args.suite, args.baselines_dir, args.rehearsal)
+    # Every file the run will write is checked now, not after the suite has run for an hour.
+    check_output_dir(args.results_dir, "--results-dir")
+    cases = {seed: case_name(suite.name, seed) for seed in seeds}
+    for case in cases.values():
+        for suffix in (".json", ".png"):
+            check_output(os.path.join(args.results_dir, case + suffix), what="result file")
+    failed = 0
+    for seed, case in cases.items():
+        ctx = context_for(suite, device=device, data_root=args.data_root, weights=args.weights,
+                          progress=not args.quiet, seed=seed, results_dir=args.results_dir,
+                          rehearsal=args.rehearsal, quick_gelu=args.quick_gelu,
+                          **context_options(args.workers, args.pool, args.fresh, args.finetuned))
+        ctx.evaluator.set_precision(args.precision)
+        if args.plan:
+            from .plan import plan_suite
 
-        print(plan_suite(suite, ctx).render())
-        return 0
-    record, path = run_and_record(suite, ctx, args.suite, args.results_dir, args.seed)
-    print(report.render(record))
-    print(quick_gelu_line(record))
-    print(f"record: {path}\nplot: {path.with_suffix('.png')}")
-    return 0
+            print(plan_suite(suite, ctx).render())
+            return 0
+        record, path = run_and_record(suite, ctx, case, args.results_dir, seed)
+        print(report.render(record))
+        print(quick_gelu_line(record))
+        print(f"record: {path}\nplot: {path.with_suffix('.png')}")
+        if baseline is not None:
+            failed += not gate_record(record, baseline, args.accept_improvements)
+    if baseline is None and not args.plan:
+        print(f"gate: {'skipped (--no-gate)' if args.no_gate else gate_skipped(args.suite, args.rehearsal)}")
+    return 1 if failed else 0
+
+
+def case_name(suite: str, seed: int) -> str:
+    """A run's record name: the suite's, with the seed after it for seeds other than
+    0 (the pytest plugin's names, so both write the same files)."""
+    return suite if seed == 0 else f"{suite}-seed{seed}"
+
+
+def run_device(args) -> str:
+    """The device of ``tvcore run``: --device, or cuda with --gpu (the pytest
+    plugin's flag); cpu by default, saying on stderr when a GPU sits unused."""
+    if args.gpu and args.device not in (None, "cuda"):
+        raise UsageError(f"--gpu and --device {args.device}: --gpu is --device cuda; give one of the two")
+    device = check_device("cuda" if args.gpu else args.device or "cpu")
+    if args.device is None and not args.gpu:
+        import torch
+
+        if torch.cuda.is_available():
+            print("tvcore: CUDA is available but this run uses the CPU; pass --gpu (or --device cuda) to use it",
+                  file=sys.stderr)
+    return device
+
+
+def baseline_for(suite: str, folder: str | None, rehearsal: bool = False):
+    """The path of ``suite``'s baseline: ``<folder>/<suite>.json`` with --baselines-dir,
+    else the first ``baselines/<suite>.json`` found from the current folder upwards;
+    None when there is none, or for a rehearsal (its numbers mean nothing) or a
+    suite outside the gated family (:data:`tvcore.experiments.GATED_SUITES`)."""
+    from pathlib import Path
+
+    from .experiments import GATED_SUITES
+
+    if folder is not None:
+        path = Path(folder) / f"{suite}.json"
+        if not path.is_file():
+            raise UsageError(f"--baselines-dir {folder}: no {suite}.json there; give the folder of the baseline "
+                             "files, or --no-gate")
+    else:
+        here = Path.cwd()
+        path = next((d / "baselines" / f"{suite}.json" for d in (here, *here.parents)
+                     if (d / "baselines" / f"{suite}.json").is_file()), None)
+    if path is None or rehearsal or suite not in GATED_SUITES:
+        return None
+    return path
+
+
+def gate_skipped(suite: str, rehearsal: bool) -> str:
+    from .experiments import GATED_SUITES
+
+    if rehearsal:
+        return "skipped (a rehearsal's numbers mean nothing)"
+    if suite not in GATED_SUITES:
+        return f"skipped ({suite} is not a gated suite)"
+    return f"no baseline (no baselines/{suite}.json from here up; --baselines-dir DIR names the folder)"
+
+
+def gate_record(record: dict, path, accept_improvements: bool = False) -> bool:
+    """Judge a run's record against its suite's baseline with the gate the pytest
+    plugin uses (tvcore.gate over the gated family); print the findings and return
+    whether the record passes."""
+    from tabulate import tabulate
+
+    from . import results
+    from .experiments import GATED_SUITES
+
+    findings = results.gate(record, results.read_baseline(path), suites=len(GATED_SUITES))
+    bad = results.failures(findings, accept_improvements=accept_improvements)
+    fmt = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731
+    rows = [[f.metric, f.role, fmt(f.baseline), fmt(f.measured), fmt(f.tolerance),
+             f"{f.status}{' FAIL' if f in bad else ''}"] for f in findings if f.status != "new"]
+    print(tabulate(rows, headers=["metric", "role", "baseline %", "measured %", "tolerance", "status"],
+                   tablefmt="github"))
+    case = record.get("case", "record")
+    if bad:
+        print(f"gate: {case} FAILED against {path}: {len(bad)} metric(s) beyond tolerance")
+        for finding in bad:
+            print(f"  {finding.message()}")
+        return False
+    print(f"gate: {case} passed against {path}")
+    return True
 
 
 def quick_gelu_line(record: dict) -> str:
@@ -313,11 +445,12 @@ def _eval(args) -> int:
 
     check_device(args.device)
     check_run_options(args.workers, None, None, args.data_root)
-    case = args.name or f"eval-{args.task.replace('/', '-')}-{args.split}"
+    case = args.name or eval_case(args)
     check_output_dir(args.results_dir, "--results-dir")
     for suffix in (".json", ".png"):
         check_output(os.path.join(args.results_dir, case + suffix), what="result file")
-    spec = ModelSpec(args.arch, args.weights, quick_gelu=args.quick_gelu, image_encoder=args.image_encoder)
+    spec = ModelSpec(args.arch, args.weights, quick_gelu=embedded_quick_gelu(args.weights, args.quick_gelu, args.image_encoder),
+                     image_encoder=args.image_encoder)
     suite = Suite(case, "eval", EvalConfig(args.task, args.split, args.vector, args.alpha), spec, Recipe())
     ctx = context_for(suite, device=args.device, data_root=args.data_root, progress=not args.quiet,
                       **context_options(args.workers, None, False, None))
@@ -327,6 +460,45 @@ def _eval(args) -> int:
     print(quick_gelu_line(record))
     print(f"record: {path}")
     return 0
+
+
+def embedded_quick_gelu(weights: str | None, flag: bool | None, image_encoder: str | None = None) -> bool | None:
+    """The user's --quick-gelu/--no-quick-gelu, or for the embedded checkpoint (which
+    records no activation) what the suites run it with: it was pretrained with plain
+    GELU (fixtures/pretrain_tiny.py builds it with OpenCLIP's default), so it is no
+    case for the 'nothing records QuickGELU' warning. An --image-encoder file that
+    records its activation decides instead."""
+    from .experiments.common import TINY
+    from .models import recorded_quick_gelu
+
+    if flag is not None or not weights or not os.path.isfile(weights) or not os.path.samefile(weights, TINY.pretrained):
+        return flag
+    if image_encoder is not None and os.path.isfile(image_encoder) and recorded_quick_gelu(image_encoder) is not None:
+        return flag
+    return TINY.quick_gelu
+
+
+def eval_case(args) -> str:
+    """``tvcore eval``'s record name: ``eval-<task>-<split>-<model>``, the model named by
+    the stems of its files (weights or tag, image encoder, vector with its alpha) and a
+    short hash of their full paths and alpha, so that two different models never
+    write the same record (a fine-tune's record never replaces the zero-shot one)."""
+    import hashlib
+    import re
+    from pathlib import Path
+
+    def stem(value: str | None) -> str | None:
+        return None if value is None else re.sub(r"[^A-Za-z0-9._+-]+", "_", Path(value).stem or value)
+
+    def full(value: str | None) -> str:
+        return "" if value is None else str(Path(value).resolve()) if os.path.exists(value) else value
+
+    parts = [stem(args.weights) or "no-weights", stem(args.image_encoder),
+             f"{stem(args.vector)}-alpha{args.alpha:g}" if args.vector else None]
+    identity = "\0".join([args.arch, full(args.weights), full(args.image_encoder), full(args.vector),
+                           repr(args.alpha) if args.vector else ""])
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:8]
+    return "-".join(["eval", args.task.replace("/", "-"), args.split, *(p for p in parts if p), digest])
 
 
 def _compare(args) -> int:
@@ -431,7 +603,8 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("-o", "--output", required=True)
     apply.add_argument("--alpha", type=float, default=1.0)
     apply.add_argument("--partial", action="store_true",
-                       help="allow vectors that cover only part of the base (one tower)")
+                       help="allow vectors that cover only part of the base (one tower): an image-encoder vector "
+                            "edits a whole CLIP model's visual.* tensors and keeps its text tower")
     apply.set_defaults(func=_vector_apply)
 
     merge = vec_p.add_parser("merge", help="merge vector files tensor by tensor (streaming), as safetensors")
@@ -459,7 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one suite outside pytest and write its record",
                          formatter_class=_RunHelpFormatter)
     run.add_argument("suite", help="the suite to run")
-    run.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    run.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cpu)")
+    run.add_argument("--gpu", action="store_true", help="run on CUDA: the same as --device cuda (the pytest "
+                                                        "plugin's flag)")
     run.add_argument("--data-root", default=os.environ.get("TVCORE_DATA"), metavar="DIR",
                      help="the folder that holds the datasets, for the real suites (default: $TVCORE_DATA)")
     run.add_argument("--weights", default=os.environ.get("TVCORE_WEIGHTS"), metavar="FILE",
@@ -467,7 +642,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results-dir", default="results", metavar="DIR",
                      help="where the record (<suite>.json) and plot go (default: results)")
     run.add_argument("--seed", type=int, default=0, help="fine-tuning seed (default: 0)")
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--seeds", type=int, default=None, metavar="N",
+                     help="run fine-tuning seeds 0..N-1, one record each (<suite>.json for seed 0, "
+                          "<suite>-seed<K>.json for seed K), each gated")
+    run.add_argument("--baselines-dir", "--baselines", default=None, metavar="DIR", dest="baselines_dir",
+                     help="where <suite>.json baselines are (default: the first baselines/ folder holding one, "
+                          "from the current folder upwards); the run fails (exit 1) when the gate does")
+    run.add_argument("--no-gate", action="store_true", help="do not judge the record against its baseline")
+    run.add_argument("--accept-improvements", action="store_true",
+                     help="let a headline far better than its baseline pass the gate (otherwise it fails as a "
+                          "suspicious improvement)")
+    run.add_argument("--update-baselines", action="store_true",
+                     help="refused: baselines are written by pytest bench/ --update-baselines --seeds 10")
+    run.add_argument("--quiet", action="store_true", help="no progress bars and no warnings (errors still show)")
     run.add_argument("--rehearsal", action="store_true",
                      help="a dry run: the same code with capped splits, a few fine-tuning steps and a 3-point grid")
     run.add_argument("--quick-gelu", action=argparse.BooleanOptionalAction, default=None,
@@ -507,15 +694,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--image-encoder", metavar="FILE",
                     help="an image encoder file (tvcore import's output) over --weights, which gives the text tower")
     ev.add_argument("--vector", help="a task vector file: evaluate weights + alpha * vector")
-    ev.add_argument("--alpha", type=float, default=1.0)
-    ev.add_argument("--split", default="test", choices=["train", "val", "test"])
-    ev.add_argument("--data-root", default=os.environ.get("TVCORE_DATA"))
-    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--alpha", type=float, default=1.0, help="the vector's coefficient (default: 1)")
+    ev.add_argument("--split", default="test", choices=["train", "val", "test"], help="the split (default: test)")
+    ev.add_argument("--data-root", default=os.environ.get("TVCORE_DATA"), metavar="DIR",
+                    help="the folder that holds the datasets (default: $TVCORE_DATA)")
+    ev.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     ev.add_argument("--workers", type=int, default=None, metavar="N",
                     help="processes that decode images into the pixel cache; 0: the main process")
-    ev.add_argument("--results-dir", default="results")
-    ev.add_argument("--name", help="the record's case name (default eval-<task>-<split>)")
-    ev.add_argument("--quiet", action="store_true")
+    ev.add_argument("--results-dir", default="results", metavar="DIR", help="where the record goes (default: results)")
+    ev.add_argument("--name", help="the record's case name (default: eval-<task>-<split>-<model>, the model named "
+                                   "by its files' stems, the vector's alpha and a hash of their paths)")
+    ev.add_argument("--quiet", action="store_true", help="no progress bars and no warnings (errors still show)")
     ev.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                     help="evaluation arithmetic (default auto: bf16 autocast on CUDA, fp32 elsewhere)")
     ev.set_defaults(func=_eval)
@@ -527,6 +716,23 @@ def build_parser() -> argparse.ArgumentParser:
                          help="compare records of different suites or test sets all the same")
     compare.set_defaults(func=_compare)
     return parser
+
+
+@contextlib.contextmanager
+def silenced():
+    """--quiet: notices and warnings (stderr, Python warnings, library logs) are not
+    shown; errors are, since :func:`main` prints them after this block ends."""
+    import logging
+    import warnings
+
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with open(os.devnull, "w") as null, contextlib.redirect_stderr(null), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)
 
 
 def one_line(exc: BaseException) -> str:
@@ -542,6 +748,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:  # shown with the subcommand's usage, not the top-level one
         _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
+        if getattr(args, "quiet", False):
+            with silenced():
+                return args.func(args)
         return args.func(args)
     except TvcoreError as exc:
         print(f"tvcore: error: {one_line(exc)}", file=sys.stderr)

@@ -53,7 +53,7 @@ from safetensors.torch import load_file
 
 from .checkpoints import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, save_state_dict, sha256_file
 from .errors import CheckpointError
-from .models import register_config, state_fingerprint
+from .models import quick_gelu_flag, quiet_openclip, register_config, state_fingerprint
 
 IMAGE_ENCODER_FORMAT = "tvcore.image_encoder"
 _SHOWN = 8
@@ -432,9 +432,9 @@ def read_source(source: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dic
         return _read_weights_file(path), info
     names = _zip_names(path)
     if names is not None and _is_torchscript(names):
-        raise CheckpointError(f"{path}: is {KIND_DESCRIPTIONS['torchscript']}, which tvcore does not read; load "
-                              "it with open_clip.create_model(arch, pretrained=path) and save model.state_dict() "
-                              "with safetensors, or import the same weights from open_clip_model.safetensors")
+        raise CheckpointError(f"{path}: is {KIND_DESCRIPTIONS['torchscript']}, which tvcore does not read; import "
+                              "the same weights from their OpenCLIP weights file (open_clip_model.safetensors or "
+                              "open_clip_pytorch_model.bin) instead")
     if path.suffix not in PICKLE_SUFFIXES:
         raise CheckpointError(f"{path}: unknown weights format '{path.suffix}'; expected a folder or one of "
                               f"{', '.join(SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES)}")
@@ -564,7 +564,7 @@ def reference_layout(arch: str) -> tuple[str, dict[str, torch.Tensor]]:
     import open_clip
 
     name = register_config(str(arch))
-    with torch.device("meta"):
+    with torch.device("meta"), quiet_openclip():  # no "initialized randomly" notice: only shapes are read
         model = open_clip.create_model(name, device="meta")
     return name, model.visual.state_dict()
 
@@ -654,7 +654,7 @@ def import_checkpoint(source: str | os.PathLike, output: str | os.PathLike, *, a
     if "proj" not in state and "proj" in layout:
         if base_state is None:
             raise CheckpointError(f"{source} ({KIND_DESCRIPTIONS[info['kind']]}) has no image projection; pass "
-                                  "base= (--base), the pretrained OpenCLIP weights it was fine-tuned from, to take "
+                                  "--base, the pretrained OpenCLIP weights it was fine-tuned from, to take "
                                   "'proj' from")
         state["proj"] = base_state["proj"].clone()
         record["mapping"] = {**record["mapping"], "from_base": ["proj"]}
@@ -663,7 +663,8 @@ def import_checkpoint(source: str | os.PathLike, output: str | os.PathLike, *, a
         check_base = source.name == "zeroshot.pt" and base_state is not None
     if check_base:
         if base_state is None:
-            raise CheckpointError(f"{source}: checking against the base weights needs base= (--base)")
+            raise CheckpointError(f"{source}: --check-base compares the import with the base weights; pass them "
+                                  "as --base, or leave --check-base out")
         diffs = _max_abs_diff(state, base_state)
         bad = sorted((k for k, d in diffs.items() if d > base_atol), key=lambda k: -diffs[k])
         record["base_check"] = {"atol": base_atol, "max_abs_diff": max(diffs.values(), default=0.0),
@@ -675,8 +676,8 @@ def import_checkpoint(source: str | os.PathLike, output: str | os.PathLike, *, a
                 f"{source.name}: import it and use it as the base, or pass the base it was built from")
     found = info.get("quick_gelu")
     if found is not None and quick_gelu is not None and found != quick_gelu:
-        raise CheckpointError(f"{source}: quick_gelu={quick_gelu} was given but {info['quick_gelu_source']} says "
-                              f"{found}; drop the option or check the file")
+        raise CheckpointError(f"{source}: {quick_gelu_flag(quick_gelu)} was given but {info['quick_gelu_source']} "
+                              f"says QuickGELU {'on' if found else 'off'}; drop the flag or check the file")
     if found is None and quick_gelu is not None:
         found, info["quick_gelu_source"] = quick_gelu, "given when importing"
     record["quick_gelu"] = found

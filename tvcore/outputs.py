@@ -75,6 +75,15 @@ def check_output_dir(path: str | os.PathLike, what: str = "output folder") -> Pa
     return path
 
 
+def file_mode() -> int:
+    """The mode of every file tvcore writes: 0666 less the umask, as for any file a
+    program creates (0644 under the usual umask 022). Writers that make their
+    temporary file private (safetensors' ``save_file``: 0600) are brought to it."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def temp_path(path: Path) -> Path:
     """The temporary file beside ``path`` that is renamed onto it when complete."""
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -120,6 +129,7 @@ def atomic_write(path: str | os.PathLike, what: str = "output") -> Iterator[Path
     try:
         created = _make_parents(path)
         yield tmp
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except OSError as exc:
         _remove(tmp, created)

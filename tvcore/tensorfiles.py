@@ -22,7 +22,7 @@ from typing import Mapping
 import torch
 
 from .errors import CheckpointError, OutputError
-from .outputs import check_output, temp_path
+from .outputs import check_output, file_mode, temp_path
 
 DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -213,6 +213,7 @@ class TensorFileWriter:
             raise ValueError(f"{self.path}: {len(self._order) - self._next} tensors were never written")
         with self._os_errors():
             self._fh.close()
+            os.chmod(self._tmp, file_mode())  # one mode for every file tvcore writes
             os.replace(self._tmp, self.path)
         return self.path
 

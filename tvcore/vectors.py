@@ -36,7 +36,10 @@ from .errors import (
 
 FORMAT_NAME = "tvcore.taskvector"
 FORMAT_VERSION = "1"
-_MAX_KEYS_IN_MESSAGE = 8
+_MAX_KEYS_IN_MESSAGE = 3  # an error stays one readable line: a few keys, then a count
+# OpenCLIP keeps the image encoder under ``visual.`` in a whole model's state dict
+# (``CLIP.visual``), and tvcore takes task vectors over the image encoder alone.
+ENCODER_PREFIX = "visual."
 
 
 def is_arithmetic(tensor: torch.Tensor) -> bool:
@@ -76,18 +79,19 @@ def check_compatible(left: Mapping[str, torch.Tensor], right: Mapping[str, torch
     if only_right:
         problems.append(f"keys {_fmt_keys(only_right)} missing from {left_name!r} (present in {right_name!r})")
     shape_bad, dtype_bad = [], []
-    for key in left.keys() & right.keys():
+    for key in sorted(left.keys() & right.keys()):
         a, b = left[key], right[key]
         if a.shape != b.shape:
             shape_bad.append(f"{key!r}: {tuple(a.shape)} in {left_name!r} vs {tuple(b.shape)} in {right_name!r}")
         elif check_dtype and a.dtype != b.dtype:
             dtype_bad.append(f"{key!r}: {a.dtype} in {left_name!r} vs {b.dtype} in {right_name!r}")
+    # The first key with both sides, then how many more: a vector of another
+    # architecture differs in dozens of tensors, and one line must stay readable.
     for label, rows in (("shape", shape_bad), ("dtype", dtype_bad)):
         if rows:
-            rows.sort()
-            more = len(rows) - _MAX_KEYS_IN_MESSAGE
-            problems.append(f"{label} differs for " + "; ".join(rows[:_MAX_KEYS_IN_MESSAGE])
-                            + (f"; and {more} more" if more > 0 else ""))
+            more = len(rows) - 1
+            problems.append(f"{label} differs for {rows[0]}"
+                            + (f" (and {more} other key{'s' if more > 1 else ''})" if more else ""))
     if problems:
         raise TaskVectorMismatchError("; ".join(problems))
 
@@ -111,7 +115,24 @@ def _state_dict_of(base) -> dict[str, torch.Tensor]:
         return base.state_dict(keep_vars=False)
     if isinstance(base, Mapping):
         return dict(base)
-    raise TypeError(f"expected a state dict or an nn.Module, got {type(base).__name__}")
+    raise TypeError(f"expected a state dict, an nn.Module or tvcore.models.load_model()'s result, got "
+                    f"{type(base).__name__}; pass model.state_dict() or the module itself")
+
+
+def _is_loaded_model(base) -> bool:
+    """What :func:`tvcore.models.load_model` returns: an object holding the OpenCLIP
+    module as ``.model`` (read by shape, since models sits above this module)."""
+    return (not isinstance(base, (torch.nn.Module, Mapping))
+            and isinstance(getattr(base, "model", None), torch.nn.Module))
+
+
+def covers_encoder_of_whole_model(keys: Iterable[str], state: Mapping[str, torch.Tensor]) -> bool:
+    """The keys are an image encoder's and ``state`` is a whole OpenCLIP model: every
+    one is under :data:`ENCODER_PREFIX` there, and they do not all fit as they are
+    (some, like ``transformer.*``, also name text-tower entries)."""
+    keys = list(keys)
+    return (bool(keys) and all(ENCODER_PREFIX + k in state for k in keys)
+            and not all(k in state for k in keys))
 
 
 def write_update(base, layout: "TaskVector", terms_for: Callable, vectors: Sequence["TaskVector"], *, out=None,
@@ -359,16 +380,50 @@ class TaskVector:
     def apply_to(self, base, alpha=1.0, *, inplace: bool = False, strict: bool = True):
         """Return ``base + alpha * self``.
 
-        ``base`` is a state dict or an ``nn.Module``; the result has the same kind.
-        With ``inplace=True`` the base's own tensors are edited and the base is
-        returned. Integer and bool buffers are left untouched. With ``strict=True``
-        (the default) every floating-point entry of the base must be in the vector;
-        ``strict=False`` allows a vector that covers only part of the model (one tower,
-        say). A vector key absent from the base is always an error.
+        ``base`` is a state dict, an ``nn.Module`` or what
+        :func:`tvcore.models.load_model` returns (a ``LoadedModel``: a vector over
+        the image encoder edits its ``model.visual``, a whole-model vector its
+        ``model``); the result has the same kind. With ``inplace=True`` the base's
+        own tensors are edited and the base is returned. Integer and bool buffers
+        are left untouched. With ``strict=True`` (the default) every floating-point
+        entry of the base must be in the vector; ``strict=False`` allows a vector
+        that covers only part of the model (one tower, say): an image-encoder
+        vector (keys as in ``model.visual.state_dict()``) then edits a whole
+        model's ``visual.*`` entries. A vector key absent from the base is always
+        an error.
         """
         alpha = check_alpha(alpha)
-        return write_update(base, self, lambda key, taus: (taus, [alpha]), [self], inplace=inplace,
+        if _is_loaded_model(base):
+            return self._apply_to_loaded(base, alpha, inplace=inplace, strict=strict)
+        vector = self
+        if covers_encoder_of_whole_model(self.keys(), _state_dict_of(base)):
+            if strict:
+                raise TaskVectorMismatchError(
+                    f"vector {self._label('<unnamed>')!r} covers the image encoder only ({len(self)} tensors, keys "
+                    f"like {next(iter(self.keys()))!r}) and the base is a whole model (its image encoder under "
+                    f"'{ENCODER_PREFIX}'); apply it with strict=False (tvcore vector apply --partial), or to "
+                    "model.visual")
+            vector = self.with_prefix(ENCODER_PREFIX)
+        return write_update(base, vector, lambda key, taus: (taus, [alpha]), [vector], inplace=inplace,
                             strict=strict)
+
+    def _apply_to_loaded(self, loaded, alpha: float, *, inplace: bool, strict: bool):
+        """``apply_to`` on a ``LoadedModel``: its image encoder (or the whole model,
+        for a vector with ``visual.`` keys) is edited; the text tower is kept."""
+        import copy
+
+        whole = any(k.startswith(ENCODER_PREFIX) for k in self.keys())
+        out = loaded if inplace else copy.copy(loaded)
+        if not inplace:
+            out.model = copy.deepcopy(loaded.model)
+        self.apply_to(out.model if whole else out.model.visual, alpha, inplace=True, strict=strict)
+        return out
+
+    def with_prefix(self, prefix: str) -> "TaskVector":
+        """The same vector with ``prefix`` before every key (``"visual."``: an image
+        encoder's vector laid out as in a whole OpenCLIP model)."""
+        return TaskVector({prefix + k: t for k, t in self._tensors.items()}, name=self.name,
+                          base_model=self.base_model, excluded_keys={prefix + k for k in self.excluded_keys})
 
     def sweep(self, target, *, strict: bool = True) -> "Sweep":
         """Edit ``target`` (a module or a state dict) in place for a sweep over alpha:
