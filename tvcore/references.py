@@ -65,6 +65,13 @@ MARGINS = {
                               "a merged run's per-task accuracy moves by about 3 points (SD) from run to run and "
                               "the published gain on SUN397 is 0.6, so a smaller loss does not separate a run "
                               "from the paper's; 7 points below zero-shot does"),
+    "merging.same_checkpoints": (0.012, "the published checkpoints themselves, evaluated again: only the "
+                                        "evaluation differs (re-evaluations of the openai weights agree within "
+                                        "half a point; the re-carved DTD, EuroSAT and SUN397 splits can add "
+                                        "about half a point more), while the nearest other method, task "
+                                        "arithmetic, sits 1.5 (set F) to 4.5 (set T) points from weight averaging"),
+    "merging.selected": (0.03, "a coefficient chosen on validation: the validation split and the grid differ "
+                               "between codebases; task arithmetic's re-runs span 2.8 points (68.0-70.8)"),
     "birads.overall": (0.10, "a tenth of all test images; a baseline 13 points off is a different model"),
     "birads.class": (0.15, "15 of 100 test images of a grade"),
     "birads.focus": (0.10, "12 of 120 test images"),
@@ -139,3 +146,53 @@ ADDITION_B32 = {
     # with all eight tasks" is from its larger models, not ViT-B/32.
     "normalized_average": 0.776,
 }
+
+# The eight-task merging benchmark (ViT-B/32): each method's average absolute test
+# accuracy, per set of published fine-tuned checkpoints (reference-numbers section
+# 6). Figures of different sets are not comparable: the checkpoints and the
+# hyperparameter protocol differ. A set is known by the layout ``--finetuned``
+# read (tvcore.finetuned_sets); tvcore's own fine-tunes follow the paper's recipe
+# and are compared with set "A" (the paper's checkpoints) with a training allowance.
+# "protocol": how the published figure chose its hyperparameters. A figure is
+# asserted only where tvcore's suite follows the same protocol: no hyperparameter
+# (pre-trained, fine-tuned, weight averaging), or one chosen on validation by the
+# method's rule (set T). Figures published at a fixed coefficient (lambda 0.3 in
+# sets A and F) are reported beside tvcore's validation-chosen value, not asserted.
+MERGING_B32 = {
+    "A": {
+        "name": "the paper's checkpoints (task_vectors <Task>/finetuned.pt)",
+        "layouts": ("task_vectors", "tvcore", None),
+        "source": "WUDI-Merging README table (copying AdaMerging's and PCB's baselines); zero-shot and "
+                  "fine-tuned as printed there",
+        "average": {"pretrained": 0.480, "finetuned": 0.905, "weight-averaging": 0.658, "task-arithmetic": 0.691,
+                    "ties": 0.724, "consensus-ta": 0.736, "pcb": 0.763, "wudi": 0.852},
+        "protocol": {"pretrained": "none", "finetuned": "none", "weight-averaging": "none",
+                     "task-arithmetic": "fixed lambda 0.3", "ties": "fixed lambda 0.3",
+                     "consensus-ta": "as published by PCB", "pcb": "PCB's own search", "wudi": "fixed steps"},
+    },
+    "T": {
+        "name": "the TALL-masks / TSV checkpoints",
+        "layouts": ("tall_masks",),
+        "source": "task_singular_vectors result files, per-task accuracies averaged (lambda chosen on a "
+                  "validation split carved from train); DTD's test split was wrong until the December 2024 "
+                  "replacement of the checkpoints",
+        "average": {"pretrained": 0.483, "weight-averaging": 0.663, "task-arithmetic": 0.708,
+                    "consensus-ta": 0.750, "tsv-m": 0.859},
+        "protocol": {"pretrained": "none", "weight-averaging": "none", "task-arithmetic": "validation",
+                     "consensus-ta": "validation", "tsv-m": "validation"},
+    },
+    "F": {
+        "name": "FusionBench's Hugging Face checkpoints (clip-vit-base-patch32_<task>)",
+        "layouts": ("fusion_bench",),
+        "source": "FusionBench docs/modelpool/clip_vit.md (hyperparameters not tuned; task arithmetic at "
+                  "lambda 0.3)",
+        "average": {"pretrained": 0.482, "finetuned": 0.903, "weight-averaging": 0.665, "task-arithmetic": 0.680,
+                    "ties": 0.722, "fisher": 0.706, "regmean": 0.824, "tsv-m": 0.831, "iso-c": 0.828,
+                    "iso-cts": 0.827, "wudi": 0.845},
+        "protocol": {"pretrained": "none", "finetuned": "none", "weight-averaging": "none",
+                     "task-arithmetic": "fixed lambda 0.3", "ties": "fixed", "fisher": "fixed",
+                     "regmean": "fixed", "tsv-m": "fixed", "iso-c": "fixed", "iso-cts": "fixed", "wudi": "fixed"},
+    },
+}
+# Protocols under which tvcore's suite measures the same quantity as the figure.
+ASSERTABLE_PROTOCOLS = ("none", "validation")
