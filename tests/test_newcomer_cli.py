@@ -28,17 +28,23 @@ class FakeRuns:
     """Stands in for the experiments' context and run: records each case and the
     context's options, returns a record whose one metric is ``value``."""
 
-    def __init__(self, monkeypatch, value: float = 0.9):
+    def __init__(self, monkeypatch, value: float = 0.9, notice: bool = False):
         import tvcore.experiments
         import tvcore.report
 
-        self.value, self.cases, self.contexts = value, [], []
+        self.value, self.notice, self.cases, self.contexts = value, notice, [], []
         monkeypatch.setattr(tvcore.experiments, "context_for", self.context_for)
         monkeypatch.setattr(tvcore.experiments, "run_and_record", self.run_and_record)
         monkeypatch.setattr(tvcore.report, "render", lambda record: f"table of {record['case']}")
 
     def context_for(self, suite, **options):
         self.contexts.append({"suite": suite.name, **options})
+        if self.notice:  # as a model load says what it decided on its own
+            import sys
+            import warnings
+
+            print("tvcore: QuickGELU is off for tvcore-tiny: nothing records it", file=sys.stderr)
+            warnings.warn("a library's warning")
         return SimpleNamespace(evaluator=SimpleNamespace(set_precision=lambda precision: None))
 
     def run_and_record(self, suite, ctx, case, results_dir, seed=0):
@@ -68,7 +74,8 @@ def _one_line(err: str) -> str:
 
 def test_a_rehearsal_writes_its_own_record_not_the_real_runs(tmp_path, monkeypatch):
     runs = FakeRuns(monkeypatch)
-    assert main(["run", "negation-micro", "--rehearsal", "--results-dir", str(tmp_path), "--no-gate"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "negation-micro", "--rehearsal", "--results-dir", str(tmp_path)]) == 0
     assert runs.cases == ["negation-micro-rehearsal"]
 
 
@@ -185,11 +192,20 @@ def test_the_embedded_checkpoint_runs_with_plain_gelu_unless_told():
     assert embedded_quick_gelu("other.safetensors", None) is None
 
 
-def test_quiet_silences_notices(tmp_path, capsys, monkeypatch):
-    FakeRuns(monkeypatch)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert main(["run", "negation-micro", "--results-dir", str(tmp_path), "--no-gate", "--quiet"]) == 0
-    assert capsys.readouterr().err == ""
+def test_quiet_silences_notices_and_warnings(tmp_path, capsys, monkeypatch):
+    FakeRuns(monkeypatch, notice=True)
+    monkeypatch.chdir(tmp_path)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        assert main(["run", "negation-micro", "--results-dir", str(tmp_path), "--quiet"]) == 0
+    assert capsys.readouterr().err == "" and shown == []
+
+
+def test_quiet_still_shows_errors(tmp_path, capsys):
+    assert main(["run", "no-such-suite", "--results-dir", str(tmp_path), "--quiet"]) == 2
+    assert "unknown suite" in _one_line(capsys.readouterr().err)
 
 
 # 4. data summary without a root; one-line shape mismatches.

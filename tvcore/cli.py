@@ -139,7 +139,8 @@ def check_same_keys(pre, ft, pre_path: str, ft_path: str) -> None:
         return (f"{path} holds {len(state)} tensors{f' ({kind})' if kind else ''}"
                 + (f", {len(only)} not in the other (e.g. {shown})" if only else ""))
 
-    raise TaskVectorMismatchError(f"the two files hold different keys: {side(pre_path, pre, ft)}; {side(ft_path, ft, pre)}; "
+    raise TaskVectorMismatchError(f"the two files hold different keys: {side(pre_path, pre, ft)}; "
+                                  f"{side(ft_path, ft, pre)}; "
                      "pass --arch ARCH (e.g. --arch ViT-B-32) to read both as that architecture's image encoder")
 
 
@@ -449,7 +450,8 @@ def _eval(args) -> int:
     check_output_dir(args.results_dir, "--results-dir")
     for suffix in (".json", ".png"):
         check_output(os.path.join(args.results_dir, case + suffix), what="result file")
-    spec = ModelSpec(args.arch, args.weights, quick_gelu=embedded_quick_gelu(args.weights, args.quick_gelu, args.image_encoder),
+    quick_gelu = embedded_quick_gelu(args.weights, args.quick_gelu, args.image_encoder)
+    spec = ModelSpec(args.arch, args.weights, quick_gelu=quick_gelu,
                      image_encoder=args.image_encoder)
     suite = Suite(case, "eval", EvalConfig(args.task, args.split, args.vector, args.alpha), spec, Recipe())
     ctx = context_for(suite, device=args.device, data_root=args.data_root, progress=not args.quiet,
@@ -564,7 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     data_p = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
-    summary = data_p.add_parser("summary", help="per split and class: images, cases, and the leak check")
+    summary = data_p.add_parser("summary", help="paper-tasks or one of its tasks: reader, images per split and "
+                                                "fingerprints; mini-ddsm, digits: per split and class, and the "
+                                                "leak check")
     summary.add_argument("name", help="paper-tasks (the eight tasks and ImageNet), one of them (Cars, DTD, "
                                       "EuroSAT, GTSRB, ImageNet, MNIST, RESISC45, SUN397, SVHN), mini-ddsm "
                                       "or digits")
@@ -573,7 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--label", default="density", choices=["density", "status"],
                          help="mini-ddsm label column (density: ACR density 1..4, called BI-RADS 2..5)")
     summary.add_argument("--protocol", default="baseline", help="mini-ddsm protocol: baseline, focus-2, focus-5")
-    summary.add_argument("--seed", type=int, default=0)
+    summary.add_argument("--seed", type=int, default=0,
+                         help="mini-ddsm: the seed of the protocol's sampling (default: 0)")
     summary.set_defaults(func=_data_summary)
 
     cache_p = sub.add_parser("cache", help="the pixel cache ($TVCORE_CACHE/pixels): list, size, clear").add_subparsers(

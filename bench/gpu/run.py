@@ -237,7 +237,8 @@ def tvcore_eval_end_to_end(loaded, arch: str, images: int, device: torch.device,
     for run in ("first", "cached"):
         cmd = [sys.executable, "-m", "tvcore", "eval", "MNIST", "--data-root", str(root), "--arch", arch,
                "--weights", str(weights), "--device", device.type, "--results-dir", str(work / f"results-{run}"),
-               "--quiet"] + ([] if arch.endswith(".json") else ["--no-quick-gelu"])  # random weights: plain GELU
+               "--quiet", "--name", "eval-MNIST-test"]
+        cmd += [] if arch.endswith(".json") else ["--no-quick-gelu"]  # random weights: plain GELU
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         out[f"{run}_s"] = time.perf_counter() - t0
