@@ -111,6 +111,42 @@ def test_cifar_images_are_the_records_pixel_planes_as_rows_of_32(trees):
     assert sample.key == "cifar-10-batches-bin/test_batch.bin#0"
 
 
+@pytest.mark.parametrize("task,size", [("CIFAR10", (18, 2, 10)), ("CIFAR100", (180, 20, 100))])
+def test_cifar_python_version_is_read_first_with_the_same_classes_and_order(tmp_path, task, size):
+    written = et.write_cifar_python(tmp_path, task)
+    loaded = _load(tmp_path, task)
+    assert loaded.reader == f"torchvision-{task}"
+    assert loaded.class_names == prompts.classnames(task)
+    assert [len(loaded[s]) for s in ("train", "val", "test")] == list(size)
+    assert loaded["test"].labels == written["test"]
+    assert [r.name for r in data.readers_for(task)] == [f"torchvision-{task}", f"cifar-binary-{task}"]
+
+
+def test_cifar_python_rows_equal_what_pickle_itself_reads_from_the_file(tmp_path):
+    import pickle
+
+    et.write_cifar_python(tmp_path, "CIFAR10")
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    # The test wrote this file itself; pickle (as torchvision runs it) checks the hand-written opcodes.
+    theirs = pickle.loads(path.read_bytes(), encoding="latin1")
+    ours = _load(tmp_path, "CIFAR10")["test"]
+    assert ours.labels == theirs["labels"]
+    assert np.array_equal(ours.samples[4].source, theirs["data"][4].reshape(3, 32, 32).transpose(1, 2, 0))
+    assert ours.samples[4].key == "cifar-10-batches-py/test_batch#4"
+
+
+def test_a_cifar_pickle_that_would_run_code_runs_nothing_and_is_named(tmp_path):
+    et.write_cifar_python(tmp_path, "CIFAR10")
+    marker = tmp_path / "ran"
+    command = f"touch {marker}".encode()
+    evil = (b"\x80\x02}(U\x04data" + b"cos\nsystem\n" + b"U" + bytes([len(command)]) + command
+            + b"\x85R" + b"U\x06labels](K\x01eu.")
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(evil)
+    with pytest.raises(DatasetError, match=r"CIFAR10: .*test_batch: 'data' is not a pickled numpy array"):
+        _load(tmp_path, "CIFAR10")
+    assert not marker.exists()
+
+
 def test_cifar100_reads_the_fine_label_not_the_coarse_one(trees):
     root, _ = trees["CIFAR100"]
     record = (root / "cifar-100-binary" / "test.bin").read_bytes()[:3074]
@@ -169,6 +205,7 @@ def test_pcam_layout_is_named_and_refused_in_one_line(tmp_path):
 MISSING = [
     ("CIFAR10", "cifar-10-batches-bin/data_batch_3.bin", "not found"),
     ("CIFAR100", "cifar-100-binary/fine_label_names.txt", "not found"),
+    ("CIFAR10-python", "cifar-10-batches-py/batches.meta", "not found"),
     ("STL10", "stl10_binary/test_y.bin", "not found"),
     ("Flowers102", "flowers-102/setid.mat", "not found"),
     ("Flowers102", "flowers-102/jpg/image_00005.jpg", "lists 1 images that are not there, e.g."),
@@ -185,7 +222,11 @@ MISSING = [
 
 @pytest.mark.parametrize("task,rel,says", MISSING, ids=[rel for _, rel, _ in MISSING])
 def test_a_missing_file_is_one_line_naming_it(tmp_path, task, rel, says):
-    et.write_extended_task(tmp_path, task)
+    if task == "CIFAR10-python":
+        task = "CIFAR10"
+        et.write_cifar_python(tmp_path, task)
+    else:
+        et.write_extended_task(tmp_path, task)
     path = tmp_path / rel
     if path.is_dir():
         for child in path.iterdir():

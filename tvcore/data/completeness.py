@@ -4,7 +4,10 @@ task is used, so a partial copy is refused instead of read as a smaller task.
 A task read from disk must have:
 
 - its class count (:func:`tvcore.data.prompts.class_count`: Cars 196, DTD 47,
-  EuroSAT 10, GTSRB 43, MNIST 10, RESISC45 45, SUN397 397, SVHN 10, ImageNet 1000),
+  EuroSAT 10, GTSRB 43, MNIST 10, RESISC45 45, SUN397 397, SVHN 10, ImageNet 1000; the
+  14- and 20-task sets' additions: CIFAR10 10, CIFAR100 100, EMNIST 10 (its digits
+  split), FashionMNIST 10, FER2013 7, Flowers102 102, Food101 101, KMNIST 10,
+  OxfordIIITPet 37, PCAM 2, RenderedSST2 2, STL10 10),
   unless the data root declares a deliberate subset in ``tvcore-subsets.json``
   (``{"DTD": 3}``: this copy holds 3 of DTD's classes on purpose), which the
   task's notes then record;

@@ -6,9 +6,11 @@ read them (``download=False``), under the data root passed as torchvision's ``ro
 =============  ===================================================================  =====================
 task           layout under the data root                                           splits
 =============  ===================================================================  =====================
-CIFAR10        ``cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin``,           train / test files
-               ``batches.meta.txt`` (the archive's *binary* version)
-CIFAR100       ``cifar-100-binary/{train,test}.bin``, ``fine_label_names.txt``      train / test files
+CIFAR10        ``cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}``    train / test files
+               (torchvision's), or ``cifar-10-batches-bin/`` (the same ``.bin``
+               files and ``batches.meta.txt``: the archive's binary version)
+CIFAR100       ``cifar-100-python/{train,test,meta}`` (torchvision's), or           train / test files
+               ``cifar-100-binary/{train,test}.bin``, ``fine_label_names.txt``
 STL10          ``stl10_binary/{train,test}_{X,y}.bin``, ``class_names.txt``         train / test files
 Flowers102     ``flowers-102/{jpg/image_*.jpg,imagelabels.mat,setid.mat}``          trnid / tstid
 OxfordIIITPet  ``oxford-iiit-pet/{images/*.jpg,annotations/{trainval,test}.txt}``   trainval / test
@@ -30,11 +32,16 @@ unlabelled images are not read.
 
 How each is read:
 
-* CIFAR: torchvision reads the *python* version, whose batches are pickles, which
-  tvcore never runs. tvcore reads the *binary* version of the same archive with
-  numpy instead: fixed-size records of label byte(s) and 3072 pixel bytes (1024
-  red, 1024 green, 1024 blue, rows of 32), in the same order as the python
-  version's ``data`` rows (www.cs.toronto.edu/~kriz/cifar.html).
+* CIFAR: torchvision reads the *python* version, whose batches are pickles, with
+  ``pickle.load``; tvcore never runs a pickle it did not write. It reads them with
+  its opcode-checked unpickler (:class:`tvcore.importers.RestrictedUnpickler`),
+  which calls nothing the file names: the batch's numpy array comes back as an
+  inert stand-in holding its shape, dtype and raw bytes, and only a 2-d uint8 array
+  is accepted and rebuilt from those bytes. The *binary* version of the same
+  archive is read with numpy: fixed-size records of label byte(s) and 3072 pixel
+  bytes. Either way a row is 1024 red, 1024 green, then 1024 blue values, rows of
+  32 (www.cs.toronto.edu/~kriz/cifar.html). Keys name the file read, so the two
+  versions fingerprint apart.
 * STL10 and Flowers102: torchvision's classes, with the md5 check of each file
   replaced by a presence check (as for SVHN: the md5 pins one download; the split
   fingerprint identifies the data). STL10's check asks only for the labelled files.
@@ -59,6 +66,7 @@ from __future__ import annotations
 
 import csv
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +121,84 @@ def _cifar_file(task: str, path: Path, label_bytes: int, label_at: int, key: str
 
 def _cifar_detect(root: Path, task: str) -> bool:
     return (root / _CIFAR[task][0]).is_dir()
+
+
+# --- CIFAR10 / CIFAR100: the python version's pickles, read without running them -----------
+
+_CIFAR_PY = {
+    # task: (folder, train batches, test batches, label key, meta file, names key)
+    "CIFAR10": ("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",), "labels",
+                "batches.meta", "label_names"),
+    "CIFAR100": ("cifar-100-python", ("train",), ("test",), "fine_labels", "meta", "fine_label_names"),
+}
+
+
+def _unpickle(task: str, path: Path) -> dict:
+    """A python-version batch as a dict, through the restricted unpickler (Python 2 strings read as
+    latin-1, as torchvision reads them)."""
+    from ...importers import RefusedPickle, RestrictedUnpickler
+
+    unpickler = type("BatchUnpickler", (RestrictedUnpickler,), {"named": {}})
+    try:
+        with open(path, "rb") as fh:
+            obj = unpickler(fh, encoding="latin1").load()
+    except RefusedPickle as exc:
+        raise DatasetError(f"{task}: {path} refused: the pickle asks for {exc}; tvcore reads a CIFAR batch as "
+                           "containers and one stood-in array only") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+        raise DatasetError(f"{task}: {path} is not a readable pickle ({type(exc).__name__}: {exc})") from None
+    if not isinstance(obj, dict):
+        raise DatasetError(f"{task}: {path} holds a {type(obj).__name__}, not a CIFAR batch's dict")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def _stood_in_array(task: str, path: Path, value) -> np.ndarray:
+    """The uint8 array a stand-in for ``numpy.core.multiarray._reconstruct`` describes: its
+    ``ndarray.__setstate__`` state is (version, shape, dtype, Fortran order, raw bytes)."""
+    state = getattr(value, "__dict__", {}).get("_standin_state")
+    if not (getattr(value, "pickled_name", "").endswith("multiarray._reconstruct")
+            and isinstance(state, tuple) and len(state) == 5):
+        raise DatasetError(f"{task}: {path}: 'data' is not a pickled numpy array")
+    _, shape, dtype, fortran, raw = state
+    dtype_args = getattr(dtype, "__dict__", {}).get("_standin_args", ((),))[0]
+    if not dtype_args or dtype_args[0] != "u1":
+        raise DatasetError(f"{task}: {path}: 'data' is not a uint8 array (dtype {dtype_args[:1]})")
+    raw = raw.encode("latin1") if isinstance(raw, str) else raw
+    if not (isinstance(raw, bytes) and isinstance(shape, tuple) and len(shape) == 2
+            and all(type(d) is int for d in shape) and shape[1] == _CIFAR_PIXELS and len(raw) == shape[0] * shape[1]):
+        raise DatasetError(f"{task}: {path}: 'data' is not an (N, {_CIFAR_PIXELS}) array of its bytes "
+                           f"(shape {shape})")
+    array = np.frombuffer(raw, np.uint8)
+    return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
+
+
+def _cifar_py_file(task: str, path: Path, label_key: str, key: str) -> list[Sample]:
+    batch = _unpickle(task, path)
+    for field in ("data", label_key):
+        if field not in batch:
+            raise DatasetError(f"{task}: {path} has no '{field}' entry (it has {sorted(map(str, batch))})")
+    rows, labels = _stood_in_array(task, path, batch["data"]), batch[label_key]
+    if not (isinstance(labels, list) and all(type(y) is int for y in labels) and len(labels) == len(rows)):
+        raise DatasetError(f"{task}: {path}: '{label_key}' is not a list of {len(rows)} integers")
+    return array_samples(rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels, key)
+
+
+def _cifar_py_detect(root: Path, task: str) -> bool:
+    return (root / _CIFAR_PY[task][0]).is_dir()
+
+
+def _cifar_py_load(root: Path, task: str) -> TaskData:
+    folder, train_files, test_files, label_key, meta_file, names_key = _CIFAR_PY[task]
+    base = root / folder
+    _require(task, *(base / f for f in (*train_files, *test_files, meta_file)),
+             hint="copy the whole folder as torchvision's download extracts it")
+    splits = {split: [s for f in files for s in _cifar_py_file(task, base / f, label_key, f"{folder}/{f}")]
+              for split, files in (("train", train_files), ("test", test_files))}
+    raw = _unpickle(task, base / meta_file).get(names_key)
+    if not (isinstance(raw, list) and all(isinstance(n, str) for n in raw)):
+        raise DatasetError(f"{task}: {base / meta_file} has no list of '{names_key}'")
+    return assemble(task, f"torchvision-{task}", splits["train"], splits["test"],
+                    paper_names(task, len(raw), base, raw=raw))
 
 
 def _cifar_load(root: Path, task: str) -> TaskData:
@@ -372,6 +458,8 @@ def _pcam_load(root: Path, task: str) -> TaskData:
 
 
 READERS = (
+    *(Reader(f"torchvision-{task}", (task,), f"<root>/{folder}/ (torchvision {task}, the python version)",
+             _cifar_py_detect, _cifar_py_load) for task, (folder, *_) in _CIFAR_PY.items()),
     Reader("cifar-binary-CIFAR10", ("CIFAR10",),
            "<root>/cifar-10-batches-bin/ (the CIFAR-10 binary version)", _cifar_detect, _cifar_load),
     Reader("cifar-binary-CIFAR100", ("CIFAR100",),
