@@ -111,10 +111,14 @@ def _vector_build(args) -> int:
     else:
         from .checkpoints import load_state_dict
 
-        pre, ft = load_state_dict(args.pretrained), load_state_dict(args.finetuned)
-        check_same_keys(pre, ft, args.pretrained, args.finetuned)
-        tv = TaskVector.from_state_dicts(pre, ft, name=args.name or Path(args.finetuned).stem,
-                                         base_model=args.base_model)
+        try:
+            tv = TaskVector.from_checkpoints(args.pretrained, args.finetuned, name=args.name,
+                                             base_model=args.base_model)
+        except TaskVectorMismatchError:
+            # Files of two layouts get the message that names them and --arch.
+            check_same_keys(load_state_dict(args.pretrained), load_state_dict(args.finetuned), args.pretrained,
+                            args.finetuned)
+            raise
     tv.save(args.output)
     print(f"wrote {args.output}: {tv!r}, norm {tv.norm():.6g}"
           + (f"; excluded non-float buffers: {', '.join(sorted(tv.excluded_keys))}" if tv.excluded_keys else ""))
