@@ -134,3 +134,43 @@ def torch_equal(a: dict, b: dict) -> bool:
     import torch
 
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ------------------------------------------------------------------ the base model, loaded fast
+
+
+def test_a_base_loaded_from_a_file_holds_the_files_tensors_and_a_full_builds_buffers(tmp_path):
+    """The file's weights are loaded over an uninitialized build (no random init is
+    drawn first): every parameter is the file's, every buffer (the causal mask
+    included, which no file holds) the one a full build makes."""
+    import torch
+    from safetensors.torch import save_file
+
+    from tvcore.experiments.common import TINY_CONFIG
+    from tvcore.models import load_model
+
+    torch.manual_seed(3)
+    built = load_model(str(TINY_CONFIG)).model
+    path = tmp_path / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in built.state_dict().items()}, str(path))
+    loaded = load_model(str(TINY_CONFIG), str(path), quick_gelu=False).model
+    for name, tensors in (("parameter", (built.named_parameters, loaded.named_parameters)),
+                          ("buffer", (built.named_buffers, loaded.named_buffers))):
+        want, got = dict(tensors[0]()), dict(tensors[1]())
+        assert got.keys() == want.keys(), name
+        assert all(torch.equal(got[k], want[k]) for k in want), name
+
+
+def test_the_text_towers_hash_is_kept_until_the_text_tower_changes():
+    import torch
+
+    from tvcore.experiments.common import TINY
+    from tvcore.models import state_fingerprint, text_fingerprint
+
+    loaded = TINY.load("cpu")
+    first = text_fingerprint(loaded)
+    text = {k: v for k, v in loaded.model.state_dict().items() if not k.startswith("visual.")}
+    assert first == state_fingerprint(text) == text_fingerprint(loaded)
+    with torch.no_grad():
+        loaded.model.token_embedding.weight.add_(1.0)
+    assert text_fingerprint(loaded) != first

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -99,6 +99,7 @@ class LoadedModel:
     tokenizer: Callable
     weights_file: str | None = None
     info: dict = field(default_factory=dict)
+    _text_fingerprint: tuple | None = field(default=None, repr=False, compare=False)  # see text_fingerprint
 
     @property
     def image_encoder(self) -> torch.nn.Module:
@@ -210,6 +211,25 @@ def quiet_openclip():
         root.removeFilter(drop)
 
 
+# The initializers module constructors and OpenCLIP's init_parameters call.
+_INITIALIZERS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+                 "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_")
+
+
+@contextmanager
+def _no_init():
+    """Inside it, ``torch.nn.init``'s initializers leave their tensor as it is (the
+    tensors are allocated, not drawn): for a model whose weights are loaded next."""
+    saved = {name: getattr(torch.nn.init, name) for name in _INITIALIZERS if hasattr(torch.nn.init, name)}
+    try:
+        for name in saved:
+            setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(torch.nn.init, name, fn)
+
+
 def _read_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A state dict file with a DDP ``module.`` prefix removed (wrappers are
     unwrapped by :func:`~tvcore.checkpoints.load_state_dict`)."""
@@ -292,7 +312,11 @@ def load_model(arch: str, pretrained: str | os.PathLike | None = None, *, device
         kwargs["force_quick_gelu"] = True
     if cache_dir:
         kwargs["cache_dir"] = cache_dir
-    with quiet_openclip():
+    # A weights file overwrites every parameter, so the random init OpenCLIP would
+    # draw first (most of a ViT-B-32 build on a CPU) is skipped; load_weights is strict,
+    # so nothing can keep uninitialized memory. Nothing downstream reads the global RNG
+    # without seeding it first (fine-tuning seeds it), so no result depends on the skip.
+    with quiet_openclip(), (_no_init() if weights_file is not None else nullcontext()):
         model, preprocess_train, preprocess_val = open_clip.create_model_and_transforms(name, **kwargs)
     if weights_file is not None:
         load_weights(model, weights_file)
@@ -386,9 +410,20 @@ def build_head_weights(loaded: LoadedModel, class_names: Sequence[str], template
     return torch.cat(rows) * model.logit_scale.exp().float()
 
 
-def head_cache_key(loaded: LoadedModel, class_names: Sequence[str], templates: Sequence[str]) -> str:
+def text_fingerprint(loaded: LoadedModel) -> str:
+    """The hash of the text tower's weights (every tensor outside ``visual.``),
+    computed once per loaded model: a sweep asks for it for every task's head and
+    pool key, and it reads the whole text tower. Recomputed if a tensor was
+    replaced or changed in place (its storage or version counter moved)."""
     text_state = {k: v for k, v in loaded.model.state_dict().items() if not k.startswith("visual.")}
-    payload = json.dumps({"arch": loaded.arch, "weights": state_fingerprint(text_state),
+    stamp = tuple((k, v.data_ptr(), v._version) for k, v in text_state.items())
+    if loaded._text_fingerprint is None or loaded._text_fingerprint[0] != stamp:
+        loaded._text_fingerprint = (stamp, state_fingerprint(text_state))
+    return loaded._text_fingerprint[1]
+
+
+def head_cache_key(loaded: LoadedModel, class_names: Sequence[str], templates: Sequence[str]) -> str:
+    payload = json.dumps({"arch": loaded.arch, "weights": text_fingerprint(loaded),
                           "classes": list(class_names), "templates": list(templates)})
     return hashlib.sha256(payload.encode()).hexdigest()
 

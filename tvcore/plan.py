@@ -42,6 +42,8 @@ class Plan:
     eval_image_s: float | None = None  # seconds per evaluated image
     decode_image_s: float | None = None  # seconds per image decoded into the cache, per worker
     workers: int = 0
+    # What training remains, one item per pool entry: task, recipe, pool key (tvcore.parallel trains them).
+    to_train: list[dict] = field(default_factory=list, repr=False)
 
     @property
     def steps(self) -> int:
@@ -146,6 +148,8 @@ def _count(plan: Plan, suite, ctx) -> None:
                 steps = recipe.total_steps(len(task_pool.task(task_name)["train"]))
                 if not recipe.augment:
                     need_cache(task_name, "train")
+                if all(t["key"] != key["hash"] for t in plan.to_train):
+                    plan.to_train.append({"task": task_name, "recipe": recipe, "key": key["hash"], "steps": steps})
         plan.finetunes.append({"task": task_name, "steps": steps, "batch": recipe.batch_size, "source": source,
                                "objective": recipe.objective})
         state = {k: v + 1e-3 * torch.randn(v.shape, generator=gen).to(v.dtype) if v.is_floating_point() else v
@@ -240,11 +244,18 @@ def _time_decoding(plan: Plan, ctx) -> None:
     plan.decode_image_s = (time.perf_counter() - t0) / len(samples)
 
 
+def count_suite(suite, ctx) -> Plan:
+    """The counts of ``suite``'s plan over ``ctx`` (nothing timed). ``ctx`` is
+    spent: its pool and evaluator count rather than work."""
+    plan = Plan(suite.name, str(ctx.device), load_model_s=ctx.timings.get("load_model_s", 0.0), workers=ctx.workers)
+    _count(plan, suite, ctx)
+    return plan
+
+
 def plan_suite(suite, ctx) -> Plan:
     """The plan of ``suite`` over ``ctx`` (a context built as the run would build
     it). ``ctx`` is spent: its pool and evaluator count rather than work."""
-    plan = Plan(suite.name, str(ctx.device), load_model_s=ctx.timings.get("load_model_s", 0.0), workers=ctx.workers)
-    _count(plan, suite, ctx)
+    plan = count_suite(suite, ctx)
     trained = [f for f in plan.finetunes if f["steps"]]
     if trained:
         _time_steps(plan, ctx, ctx.recipe.with_(batch_size=max(f["batch"] for f in trained)))

@@ -18,14 +18,24 @@ hands out has its provenance in :attr:`ModelPool.provenance`, which records copy
 
 Layout: ``<pool>/<task>/<key>/encoder.safetensors`` with ``meta.json`` beside it,
 and ``<pool>/<task>/<key>/checkpoint/last.safetensors`` while training.
+
+Several processes may share one pool (:mod:`tvcore.parallel` trains a suite's
+entries side by side): an entry is trained only while its ``train.lock`` is held
+(an exclusive ``flock``, which the kernel releases when its process exits, however
+it exits, so a dead trainer's lock is simply taken over). A process that asks for
+an entry another one is training waits for it and uses the finished encoder; a
+killed trainer loses at most the steps since its last checkpoint.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -39,6 +49,7 @@ from .vectors import TaskVector
 
 POOL_FORMAT = "tvcore.pool/1"
 ENCODER_FILE = "encoder.safetensors"
+LOCK_FILE = "train.lock"
 # The files whose code decides what fine-tuning produces; their source is hashed
 # into every pool key, so editing them can never reuse a stale encoder.
 _TRAINING_CODE = ("finetune.py", "data/loaders.py", "data/cache.py")
@@ -56,6 +67,30 @@ def training_code_version() -> str:
 def task_slug(task_name: str) -> str:
     """``mini-ddsm/focus-5`` -> ``mini-ddsm-focus-5``: a task's folder and file name."""
     return task_name.replace("/", "-").replace("+", "_")
+
+
+@contextmanager
+def entry_lock(entry: Path, say=None):
+    """Hold ``<entry>/train.lock`` exclusively (``fcntl.flock``) inside the block,
+    waiting for a process that holds it; ``say`` (a callable) is told once when
+    waiting. The file keeps the holder's pid, for that message only."""
+    import fcntl
+
+    entry.mkdir(parents=True, exist_ok=True)
+    fd = os.open(entry / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if say is not None:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                say(f"pool: waiting for {entry} (being trained by pid {holder})")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def _on_off(value: bool) -> str:
@@ -82,6 +117,12 @@ class ModelPool:
         self._vectors: dict[str, TaskVector] = {}
         self.provenance: dict[str, dict] = {}
         self.timings: dict[str, float] = {}
+        self._refreshed: set[Path] = set()  # entries ``fresh`` has already cleared in this process
+
+    def say(self, line: str) -> None:
+        """One line of progress (quiet without ``progress``)."""
+        if self.progress:
+            print(line, file=sys.stderr, flush=True)
 
     # ------------------------------------------------------------------ keys
 
@@ -127,16 +168,40 @@ class ModelPool:
                 self.pretrained_state, state, name=label, base_model=self.loaded.describe())
         return self._vectors[label]
 
+    def ensure(self, task_name: str, tasks: TaskPool, recipe: Recipe) -> dict:
+        """Make sure the pool holds the task's encoder for ``recipe`` (fine-tuned now
+        unless it is there or another process is finishing it) and return its
+        provenance; no vector is kept. Needs a pool folder."""
+        if self.directory is None:
+            from .errors import UsageError
+
+            raise UsageError(f"training {task_name} into the pool needs a pool folder; pass --pool DIR "
+                             "or --results-dir DIR")
+        return self._finetuned_state(task_name, tasks, recipe)[1]
+
     def _finetuned_state(self, task_name: str, tasks: TaskPool, recipe: Recipe,
                          from_folder: bool = True) -> tuple[dict, dict]:
         key = self.key(task_name, tasks, recipe)
         entry = self.entry_dir(task_name, key)
+        if entry is None:
+            return self._train(task_name, tasks, recipe, key, None)
+        with entry_lock(entry, self.say):
+            if self.fresh and entry not in self._refreshed:
+                # Everything but the lock this process holds goes.
+                for path in entry.iterdir():
+                    if path.name != LOCK_FILE:
+                        shutil.rmtree(path) if path.is_dir() else path.unlink()
+                self._refreshed.add(entry)
+            if (entry / ENCODER_FILE).is_file():
+                state = load_state_dict(entry / ENCODER_FILE)
+                self.say(f"pool: {task_name} served from {entry}")
+                return state, {"source": "pool", "key": key["hash"], "path": str(entry / ENCODER_FILE)}
+            return self._train(task_name, tasks, recipe, key, entry)
+
+    def _train(self, task_name: str, tasks: TaskPool, recipe: Recipe, key: dict,
+               entry: Path | None) -> tuple[dict, dict]:
+        """Fine-tune now (resuming from the entry's checkpoint) and persist the encoder."""
         info = {"source": "trained", "key": key["hash"], "path": str(entry / ENCODER_FILE) if entry else None}
-        if entry is not None and self.fresh and entry.exists():
-            shutil.rmtree(entry)
-        if entry is not None and (entry / ENCODER_FILE).is_file():
-            state = load_state_dict(entry / ENCODER_FILE)
-            return state, {**info, "source": "pool"}
         checkpoint_dir = entry / "checkpoint" if entry is not None else None
         encoder = self.loaded.image_encoder
         encoder.load_state_dict(self.pretrained_state)
