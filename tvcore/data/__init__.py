@@ -106,7 +106,7 @@ def summary(name: str, root: str | Path | None = None, **options) -> dict[str, d
 
 
 register("mini-ddsm", mini_ddsm.load)
-for _task in (*PAPER_TASKS, CONTROL_TASK):
+for _task in (*PAPER_TASKS, CONTROL_TASK, *vision_tasks.EXTENDED_TASKS):
     register(_task, lambda root, _t=_task: _load_paper_task(root, _t))
 register("digits", digits.load)
 

@@ -391,7 +391,7 @@ def _idx_load(root: Path, task: str) -> TaskData:
     for split, prefix in prefixes.items():
         images_path = _idx_file(task, raw, f"{prefix}-images-idx3-ubyte")
         labels_path = _idx_file(task, raw, f"{prefix}-labels-idx1-ubyte")
-        images, labels = read_idx(images_path), read_idx(labels_path)
+        images, labels = read_idx(images_path, task), read_idx(labels_path, task)
         if len(labels) != len(images):
             raise DatasetError(f"{task}: {labels_path} holds {len(labels)} labels for {len(images)} images")
         # The key names the decompressed file, so a .gz copy and its contents fingerprint alike.

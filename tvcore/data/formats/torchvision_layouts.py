@@ -79,7 +79,7 @@ def _mnist_detect(root: Path, task: str) -> bool:
     return (raw / "train-images-idx3-ubyte").is_file() or _mnist_gzipped(raw)
 
 
-def read_idx(path: Path) -> np.ndarray:
+def read_idx(path: Path, task: str = "MNIST") -> np.ndarray:
     """An unsigned-byte IDX array, gzipped or not. The format (yann.lecun.com/exdb/mnist):
     two zero bytes, the type code (0x08: unsigned byte), the number of dimensions, each
     dimension as a big-endian int32, then the data in row-major order."""
@@ -89,12 +89,12 @@ def read_idx(path: Path) -> np.ndarray:
     with opener(path, "rb") as fh:
         raw = fh.read()
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08:
-        raise DatasetError(f"MNIST: {path} is not an unsigned-byte IDX file (header {raw[:4].hex()})")
+        raise DatasetError(f"{task}: {path} is not an unsigned-byte IDX file (header {raw[:4].hex()})")
     ndim = raw[3]
     shape = tuple(int(d) for d in np.frombuffer(raw, ">i4", ndim, 4))
     data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
-        raise DatasetError(f"MNIST: {path} holds {data.size} bytes of data for the shape {shape}")
+        raise DatasetError(f"{task}: {path} holds {data.size} bytes of data for the shape {shape}")
     return data.reshape(shape)
 
 
