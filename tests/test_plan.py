@@ -44,3 +44,87 @@ def test_plan_prints_images_cache_bytes_and_a_predicted_time(negation_plan):
     assert re.search(r"pixel cache: [\d.]+ [KMG]B over \d+ splits", text)
     assert re.search(r"timed here: [\d.]+ s per fine-tuning step", text)
     assert re.search(r"predicted wall time: \d+ (min|s|h)", text)
+
+
+# ------------------------------------------------------------------ a plan, then the run
+
+
+@pytest.fixture(scope="module")
+def small_suite():
+    from tvcore.experiments import Suite
+    from tvcore.experiments.common import TINY
+    from tvcore.experiments.negation import NegationConfig
+    from tvcore.finetune import Recipe
+
+    return Suite("negation-small", "negation",
+                 NegationConfig(["digits/rot90"], "digits/upright", lambdas=[0.0, 1.0], controls=False), TINY,
+                 Recipe(lr=1e-3, batch_size=16, steps=4, warmup_steps=1))
+
+
+@pytest.fixture(scope="module")
+def planned_and_plain(small_suite, tmp_path_factory):
+    from tvcore.experiments import context_for, run_suite
+    from tvcore.plan import plan_suite
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TVCORE_CACHE", str(tmp_path_factory.mktemp("cache")))
+    try:
+        ctx = context_for(small_suite, workers=0, progress=False)
+        plan = plan_suite(small_suite, ctx)
+        planned = run_suite(small_suite, ctx)
+        plain = run_suite(small_suite, context_for(small_suite, workers=0, progress=False))
+    finally:
+        mp.undo()
+    return plan, planned, plain
+
+
+def test_a_run_after_its_plan_records_the_predicted_seconds_beside_the_measured(planned_and_plain):
+    plan, planned, plain = planned_and_plain
+    assert planned["timings"]["predicted"] == plan.predicted_s()
+    assert planned["timings"]["predicted"]["total"] > 0 and "load_model_s" in planned["timings"]
+    assert "predicted" not in plain["timings"]
+
+
+def test_planning_leaves_the_context_as_it_was(planned_and_plain):
+    _, planned, plain = planned_and_plain
+    assert planned["metrics"] == plain["metrics"]
+    assert {k: v["source"] for k, v in planned["context"]["vectors"].items()} == \
+        {k: v["source"] for k, v in plain["context"]["vectors"].items()}
+
+
+# ------------------------------------------------------------------ under pytest
+
+pytest_plugins = ["pytester"]
+
+VISIBLE = """
+import sys
+
+def test_x(tvcore_runs):
+    with tvcore_runs.visible("running demo"):
+        print("finetune demo: 50%", file=sys.stderr)
+"""
+
+
+def test_under_pytest_long_work_shows_its_progress_on_the_terminal(pytester):
+    pytester.makepyfile(VISIBLE)
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    res.assert_outcomes(passed=1)
+    res.stdout.fnmatch_lines(["*tvcore: running demo*"])
+    res.stderr.fnmatch_lines(["finetune demo: 50%"])
+
+
+def test_under_pytest_quiet_mode_keeps_progress_captured(pytester):
+    pytester.makepyfile(VISIBLE)
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    res.assert_outcomes(passed=1)
+    assert "tvcore: running demo" not in res.stdout.str() and "finetune demo" not in res.stderr.str()
+
+
+def test_plugin_plan_prints_each_suites_plan_and_skips_its_run(pytester):
+    pytester.makepyfile("def test_x(tvcore_runs):\n    tvcore_runs.run('negation-micro')\n")
+    res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--plan", "--results-dir",
+                                        str(pytester.path / "results"))
+    res.assert_outcomes(skipped=1)
+    res.stdout.fnmatch_lines(["*tvcore plans*", "plan: negation-micro on cpu", "fine-tunes: * vectors*",
+                              "predicted wall time: *"])
+    assert not (pytester.path / "results" / "negation-micro.json").exists()

@@ -27,6 +27,9 @@ from typing import Callable, Sequence
 from .errors import TvcoreError, UsageError
 
 
+NO_POOL = "--jobs N trains fine-tunes side by side into the pool; pass --pool DIR or --results-dir DIR"
+
+
 class WorkerError(TvcoreError, RuntimeError):
     """A worker could not train an entry."""
 
@@ -48,7 +51,7 @@ def entries_to_train(suite, options: dict) -> list[dict]:
 
     ctx = context_for(suite, **{**options, "progress": False})
     if ctx.pool.directory is None:
-        raise UsageError("--jobs N trains fine-tunes side by side into the pool; pass --pool DIR or --results-dir DIR")
+        raise UsageError(NO_POOL)
     todo = count_suite(suite, ctx).to_train
     return sorted(todo, key=lambda t: -t["steps"])
 
@@ -59,8 +62,10 @@ def train_entries(suite, options: dict, jobs: int = 2, devices: Sequence[str] | 
     processes at a time on each of ``devices`` (default: every visible GPU for
     ``device="cuda"``, else the options' device). ``options`` are the keyword
     arguments of :func:`tvcore.experiments.context_for` the run uses (a pool folder
-    among them). ``ctx``: the run's own context, whose pool is told that its
-    entries are fresh now (so ``fresh`` does not retrain them). Returns one dict
+    among them). ``ctx``: the run's own context; it is planned
+    (:func:`tvcore.plan.plan_suite`: the counts, and the record's predicted
+    seconds), and its pool is told that its entries are fresh now (so ``fresh``
+    does not retrain them). Returns one dict
     per entry: task, key, source (trained, resumed, pool), device, seconds."""
     import multiprocessing as mp
 
@@ -70,7 +75,14 @@ def train_entries(suite, options: dict, jobs: int = 2, devices: Sequence[str] | 
         raise UsageError(f"--jobs {jobs}: give 1 or more fine-tunes at once")
     say = say or (lambda line: print(line, file=sys.stderr, flush=True))
     devices = list(devices or default_devices(str(options.get("device", "cpu"))))
-    todo = entries_to_train(suite, options)
+    if ctx is not None:  # the run's own context: planned (the record gets the prediction), then left as it was
+        from .plan import plan_suite
+
+        if ctx.pool.directory is None:
+            raise UsageError(NO_POOL)
+        todo = sorted(plan_suite(suite, ctx).to_train, key=lambda t: -t["steps"])
+    else:
+        todo = entries_to_train(suite, options)
     done: list[dict] = []
     if todo:
         workers = min(len(todo), jobs * len(devices))

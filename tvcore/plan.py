@@ -17,6 +17,7 @@ uses eager steps, an upper bound where compilation holds.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -244,17 +245,43 @@ def _time_decoding(plan: Plan, ctx) -> None:
     plan.decode_image_s = (time.perf_counter() - t0) / len(samples)
 
 
+@contextmanager
+def _counting(ctx):
+    """Inside it ``ctx``'s pool and evaluator may be replaced by counters; after it
+    they work again as before: the counters, the stand-in vectors and what the
+    experiment wrote into the timings go, the evaluator holds the pre-trained
+    weights again. Real vectors read meanwhile (a ``finetuned`` set) stay."""
+    pool, evaluator = ctx.pool, ctx.evaluator
+    timings, pool_timings = dict(ctx.timings), dict(pool.timings)
+    try:
+        yield
+    finally:
+        pool.__dict__.pop("_finetuned_state", None)
+        evaluator.__dict__.pop("predictions", None)
+        evaluator.__dict__.pop("scores", None)
+        for label in [k for k, info in pool.provenance.items() if info.get("source") == "plan"]:
+            pool.provenance.pop(label)
+            pool._vectors.pop(label, None)
+        ctx.timings.clear()
+        ctx.timings.update(timings)
+        pool.timings.clear()
+        pool.timings.update(pool_timings)
+        evaluator.load(pool.pretrained_state)
+
+
 def count_suite(suite, ctx) -> Plan:
-    """The counts of ``suite``'s plan over ``ctx`` (nothing timed). ``ctx`` is
-    spent: its pool and evaluator count rather than work."""
+    """The counts of ``suite``'s plan over ``ctx`` (nothing timed); ``ctx`` is left
+    as it was (see :func:`_counting`)."""
     plan = Plan(suite.name, str(ctx.device), load_model_s=ctx.timings.get("load_model_s", 0.0), workers=ctx.workers)
-    _count(plan, suite, ctx)
+    with _counting(ctx):
+        _count(plan, suite, ctx)
     return plan
 
 
 def plan_suite(suite, ctx) -> Plan:
     """The plan of ``suite`` over ``ctx`` (a context built as the run would build
-    it). ``ctx`` is spent: its pool and evaluator count rather than work."""
+    it). ``ctx`` stays usable: a run over it afterwards records the predicted
+    seconds beside the measured ones (``record["timings"]["predicted"]``)."""
     plan = count_suite(suite, ctx)
     trained = [f for f in plan.finetunes if f["steps"]]
     if trained:
@@ -262,4 +289,5 @@ def plan_suite(suite, ctx) -> Plan:
     else:
         _time_steps(plan, ctx, ctx.recipe.with_(steps=1 + TIMED_STEPS))
     _time_decoding(plan, ctx)
+    ctx.timings["predicted"] = plan.predicted_s()
     return plan

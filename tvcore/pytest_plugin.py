@@ -2,7 +2,8 @@
 
 Options: ``--gpu``, ``--data-root``, ``--weights``, ``--update-baselines``,
 ``--results-dir``, ``--baselines-dir``, ``--seeds``, and those shared with
-``tvcore run``: ``--workers``, ``--pool``, ``--fresh``, ``--finetuned``. Options
+``tvcore run``: ``--workers``, ``--pool``, ``--fresh``, ``--finetuned``, and
+``--plan`` (each selected suite's plan in the summary, no run). Options
 that cannot be honoured are usage errors before anything runs; a user's mistake
 met while running (a bad baseline file, a dataset tree) fails its test with one
 line naming the file, without a traceback. Fixtures: ``tvcore_options``,
@@ -16,6 +17,7 @@ a summary table and each experiment's tables are printed.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +57,9 @@ def pytest_addoption(parser):
     group.addoption("--accept-improvements", action="store_true",
                     help="let a headline far better than its baseline pass (otherwise it fails as a suspicious "
                          "improvement); rebuild the baseline afterwards in a commit that says why")
+    group.addoption("--plan", action="store_true", dest="tvcore_plan",
+                    help="plan each selected suite (fine-tuning steps, images evaluated, pixel cache, predicted "
+                         "wall time, as tvcore run --plan), print the plans in the summary and skip the runs")
     from .cli import add_run_options
 
     add_run_options(group.addoption)
@@ -109,6 +114,8 @@ class Options:
     pool: str | None = None
     fresh: bool = False
     finetuned: str | None = None
+    plan: bool = False  # --plan: plan the suites, run none
+    progress: bool = True  # progress bars and pool lines on the terminal (off with -q)
 
 
 @dataclass
@@ -137,6 +144,23 @@ class Runs:
         self.written: set[str] = set()  # suites whose baseline this session wrote
         self.ci_seeds: dict[str, int] = {}
         self.spread: set[str] = set()  # suites whose records carry their seed spread
+        self.plans: dict = {}  # suite -> tvcore.plan.Plan, with --plan
+        self.config = None  # pytest's config, for the terminal (see visible)
+
+    @contextmanager
+    def visible(self, what: str):
+        """Inside it, long work's progress (bars, the pool's lines) reaches the
+        terminal instead of the test's captured output, after a line saying
+        ``what`` runs; with -q it stays captured and no bars are drawn."""
+        plugins = self.config.pluginmanager if self.config is not None else None
+        capture = plugins.get_plugin("capturemanager") if plugins else None
+        terminal = plugins.get_plugin("terminalreporter") if plugins else None
+        if not self.options.progress or capture is None or terminal is None:
+            yield
+            return
+        with capture.global_and_fixture_disabled():
+            terminal.write_line(f"tvcore: {what}")
+            yield
 
     def ci_seed(self, name: str) -> int:
         """The seed a suite is gated on: its baseline's most central seed (so a
@@ -189,7 +213,7 @@ class Runs:
         if key not in self.contexts:
             o = self.options
             self.contexts[key] = context_for(suite, device=o.device, data_root=o.data_root, weights=o.weights,
-                                             progress=True, seed=seed, results_dir=str(o.results_dir),
+                                             progress=o.progress, seed=seed, results_dir=str(o.results_dir),
                                              quick_gelu=o.quick_gelu if suite.model is None else None,
                                              **context_options(o.workers, o.pool, o.fresh, o.finetuned))
         return self.contexts[key]
@@ -199,10 +223,17 @@ class Runs:
         from .experiments import SUITES, run_and_record
 
         seed = self.ci_seed(name) if seed is None else seed
+        if self.options.plan:
+            if name not in self.plans:
+                from .plan import plan_suite
+
+                with user_errors_fail(name), self.visible(f"planning {name}"):
+                    self.plans[name] = plan_suite(SUITES[name], self.context(SUITES[name], seed))
+            pytest.skip(f"--plan: {name} planned, not run (its plan is in the summary)")
         if (name, seed) not in self.runs:
             suite = SUITES[name]
             case = name if seed == 0 else f"{name}-seed{seed}"
-            with user_errors_fail(case):
+            with user_errors_fail(case), self.visible(f"running {case}"):
                 record, path = run_and_record(suite, self.context(suite, seed), case, self.options.results_dir,
                                               seed)
             self.runs[(name, seed)] = CaseRun(case, seed, record, path, record["timings"]["case_s"], suite=name)
@@ -292,6 +323,8 @@ def _options(config) -> Options:
         pool=config.getoption("pool"),
         fresh=config.getoption("fresh"),
         finetuned=config.getoption("finetuned"),
+        plan=config.getoption("tvcore_plan"),
+        progress=config.get_verbosity() >= 0,
     )
 
 
@@ -304,6 +337,7 @@ def tvcore_options(pytestconfig) -> Options:
 def tvcore_runs(pytestconfig, tvcore_options) -> Runs:
     if _RUNS not in pytestconfig.stash:
         pytestconfig.stash[_RUNS] = Runs(tvcore_options)
+        pytestconfig.stash[_RUNS].config = pytestconfig
     return pytestconfig.stash[_RUNS]
 
 
@@ -318,6 +352,10 @@ def pytest_generate_tests(metafunc):
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     runs = config.stash.get(_RUNS, None)
+    if runs is not None and runs.plans:
+        terminalreporter.section("tvcore plans")
+        for plan in runs.plans.values():
+            terminalreporter.write_line(plan.render())
     if runs is None or not runs.runs:
         return
     from tabulate import tabulate
