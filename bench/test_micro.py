@@ -17,23 +17,20 @@ import pytest
 
 pytestmark = pytest.mark.micro
 
-MICRO_SUITES = ["birads-micro", "negation-micro", "addition-micro", "analogy-micro", "merging-micro"]
+from tvcore.experiments import GATED_SUITES
+
+MICRO_SUITES = list(GATED_SUITES)  # every micro suite is gated, in one family
 
 
 @pytest.mark.parametrize("suite", MICRO_SUITES)
 def test_micro_suite_against_baseline(suite, tvcore_runs, tvcore_seed):
     """Gated on the baseline's most central seed (tvcore_runs.ci_seed), or seed 0
     when writing baselines; with --seeds N the other seeds run and are recorded."""
-    from tvcore.experiments import GATED_SUITES
-
     run = tvcore_runs.run(suite, tvcore_seed)
     assert run.path.is_file() and run.path.with_suffix(".png").is_file()
     if run.seed != tvcore_runs.ci_seed(suite):
         return
-    if suite in GATED_SUITES or tvcore_runs.options.update_baselines:
-        tvcore_runs.gate(run)
-    else:  # runs in CI, gated once its baseline is committed (README: The merging benchmark)
-        run.gate = "not gated yet (README: The merging benchmark)"
+    tvcore_runs.gate(run)
 
 
 def test_merging_micro_merges_and_scores_every_registered_method(tvcore_runs):

@@ -31,6 +31,7 @@ NEEDS = {
     "birads-vit-b-32": ["mini-ddsm"],
     "negation-vit-b-32": [*PAPER_TASKS, CONTROL_TASK],
     "addition-vit-b-32": list(PAPER_TASKS),
+    "merging-vit-b-32": list(PAPER_TASKS),
 }
 
 
@@ -103,3 +104,9 @@ def test_negation_reproduces_table_1(tvcore_runs, tvcore_options):
 
 def test_addition_reproduces_task_arithmetic(tvcore_runs, tvcore_options):
     conclude(judged(tvcore_runs, tvcore_options, "addition-vit-b-32", verdicts.addition_verdict))
+
+
+def test_merging_reproduces_the_published_benchmark(tvcore_runs, tvcore_options):
+    """Every merging method on the eight tasks; the figures of the checkpoint set
+    given with --finetuned (or, for tvcore's own fine-tunes, the paper's set)."""
+    conclude(judged(tvcore_runs, tvcore_options, "merging-vit-b-32", verdicts.merging_verdict))

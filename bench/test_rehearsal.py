@@ -24,9 +24,9 @@ import pytest
 from tvcore import report, verdicts
 from tvcore.experiments import SUITES, STAND_IN, context_for, run_and_record
 
-REAL_SUITES = ["birads-vit-b-32", "negation-vit-b-32", "addition-vit-b-32"]
+REAL_SUITES = ["birads-vit-b-32", "negation-vit-b-32", "addition-vit-b-32", "merging-vit-b-32"]
 VERDICTS = {"birads-vit-b-32": verdicts.birads_verdict, "negation-vit-b-32": verdicts.negation_verdict,
-            "addition-vit-b-32": verdicts.addition_verdict}
+            "addition-vit-b-32": verdicts.addition_verdict, "merging-vit-b-32": verdicts.merging_verdict}
 
 
 @pytest.fixture(scope="module")

@@ -355,11 +355,95 @@ def test_the_study_names_a_missing_record(tmp_path, capsys):
     assert "no record of neg seed 3 at" in capsys.readouterr().err
 
 
+def test_the_study_holds_out_each_seed_of_a_results_folder_in_turn(tmp_path, capsys):
+    # The README's leave-one-out table from records of new seeds: every seed is both
+    # a held-out run and a member of the other seeds' baselines.
+    import numpy as np
+
+    write_seeds(tmp_path, range(5), np.random.default_rng(6))
+    assert gate_study.main(["--results-dir", str(tmp_path), "--leave-one-out", "0-4"]) == 0
+    out = capsys.readouterr().out
+    assert "mean(negated[*].target)" in out and "of 5" in out
+
+
 def test_the_study_refuses_a_seed_in_both_groups(tmp_path):
     from tvcore.errors import UsageError
 
     with pytest.raises(UsageError, match="seed 2 is both"):
         gate_study.study(tmp_path, [0, 1, 2], [2, 3])
+
+
+# ------------------------------------------------- merging: methods paired with task arithmetic
+
+MERGE_TASKS = ("a", "b")
+
+
+def merge_run(seed, shared, own, method_shift=None):
+    """A merging-like run: every method's per-task accuracy moves with the seed's
+    vectors (``shared``, common to all methods) and a little on its own (``own``)."""
+    base = {"task-arithmetic": 0.60, "ties": 0.58, "tsv-m": 0.64}
+    values = {}
+    for m, v in base.items():
+        for t in MERGE_TASKS:
+            values[f"merged[{m}][{t}]"] = v + shared + own[m] + (method_shift or {}).get(m, 0.0)
+    rec = seed_run(seed, values, experiment="merging")
+    rec["config"] = {"methods": list(base)}
+    return rec
+
+
+def merge_seeds(n=8, shared_sd=0.03, own_sd=0.004, rng_seed=1):
+    import numpy as np
+
+    rng = np.random.default_rng(rng_seed)
+    return [merge_run(s, rng.normal(0, shared_sd), {m: rng.normal(0, own_sd) for m in ("task-arithmetic", "ties",
+                                                                                       "tsv-m")})
+            for s in range(n)]
+
+
+def test_merging_headlines_pair_each_method_with_task_arithmetic():
+    base = results.baseline_from_records(merge_seeds())
+    ties = "change(mean(merged[ties][*]), mean(merged[task-arithmetic][*]))"
+    assert base["headline"] == sorted([ties, "change(mean(merged[tsv-m][*]), mean(merged[task-arithmetic][*]))"])
+    m = base["metrics"][ties]
+    assert m["members"] == ["merged[ties][a]", "merged[ties][b]", "merged[task-arithmetic][a]",
+                            "merged[task-arithmetic][b]"] and m["split"] == 2 and m["combine"] == "change"
+    assert m["mean"] == pytest.approx(-0.02, abs=0.01)
+
+
+def test_a_change_of_means_is_measured_as_the_difference_of_the_two_means():
+    base = results.baseline_from_records(merge_seeds())
+    run = merge_run(20, 0.0, {"task-arithmetic": 0.0, "ties": 0.0, "tsv-m": 0.0})
+    measured = results.measure(run, base)
+    ta = sum(run["metrics"][f"merged[task-arithmetic][{t}]"]["value"] for t in MERGE_TASKS) / 2
+    ties = sum(run["metrics"][f"merged[ties][{t}]"]["value"] for t in MERGE_TASKS) / 2
+    assert measured["change(mean(merged[ties][*]), mean(merged[task-arithmetic][*]))"] == pytest.approx(ties - ta)
+
+
+def test_a_seed_whose_vectors_merge_badly_for_every_method_passes_the_paired_gate():
+    base = results.baseline_from_records(merge_seeds())
+    bad_vectors = merge_run(21, -0.06, {"task-arithmetic": 0.0, "ties": 0.0, "tsv-m": 0.0})
+    assert results.failures(results.gate(bad_vectors, base)) == []
+
+
+def test_one_method_regressing_alone_fails_the_paired_gate():
+    base = results.baseline_from_records(merge_seeds())
+    broken = merge_run(22, 0.0, {"task-arithmetic": 0.0, "ties": 0.0, "tsv-m": 0.0}, method_shift={"ties": -0.10})
+    assert [f.metric for f in results.failures(results.gate(broken, base))] == [
+        "change(mean(merged[ties][*]), mean(merged[task-arithmetic][*]))"]
+
+
+def test_the_paired_merging_headlines_are_built_from_a_baseline_of_per_method_means():
+    # A baseline written when each method's own mean was the headline is judged by
+    # the current rule from its stored per-seed values.
+    import copy
+
+    base = results.baseline_from_records(merge_seeds())
+    old = copy.deepcopy(base)
+    old["metrics"] = {n: m for n, m in old["metrics"].items() if "members" not in m}
+    current = results.under_current_rule(old, suites=1)
+    ties = "change(mean(merged[ties][*]), mean(merged[task-arithmetic][*]))"
+    assert current["metrics"][ties]["values"] == pytest.approx(base["metrics"][ties]["values"])
+    assert current["metrics"][ties]["split"] == 2
 
 
 # ---------------------------------------------------------------- end to end
@@ -594,4 +678,9 @@ def test_the_current_rule_reads_a_merging_baseline_from_its_measurements_alone()
 
     base = results.read_baseline(Path(__file__).resolve().parents[1] / "baselines" / "merging-micro.json")
     current = results.under_current_rule(base, suites=5)
-    assert sorted(current["headline"]) == sorted(base["headline"]) and len(current["headline"]) == 13
+    others = [m for m in base["config"]["config"]["methods"] if m != "task-arithmetic"]
+    assert current["headline"] == sorted(f"change(mean(merged[{m}][*]), mean(merged[task-arithmetic][*]))"
+                                         for m in others)
+    for spec in current["headline"]:
+        m = current["metrics"][spec]
+        assert len(m["values"]) == base["n_seeds"] and m["better"] == "either" and m["tolerance"] >= m["floor"]

@@ -72,12 +72,18 @@ def test_summary_is_the_mean_over_tasks_of_each_method(record):
         assert record["summary"][name]["absolute"] == pytest.approx(mean)
 
 
-def test_headlines_are_one_mean_per_method_over_its_own_tasks(record):
+def test_headlines_pair_each_method_with_task_arithmetic_over_its_own_tasks(record):
+    from tvcore.baselines import change_sides
+
     specs = headline_specs(record)
-    assert len(specs) == len(METHODS)
-    for name, spec in zip(METHODS, specs):
+    others = [m for m in METHODS if m != "task-arithmetic"]
+    assert len(specs) == len(others)
+    for name, spec in zip(others, specs):
         # iso-c must not take iso-cts's metrics, nor dare dare-ties's: brackets match literally.
-        assert resolve_headline(spec, record["metrics"]) == sorted(f"merged[{name}][{t}]" for t in TASKS)
+        first, second = change_sides(spec, record["metrics"])
+        assert first == sorted(f"merged[{name}][{t}]" for t in TASKS)
+        assert second == sorted(f"merged[task-arithmetic][{t}]" for t in TASKS)
+        assert resolve_headline(spec, record["metrics"]) == first + second
 
 
 def test_record_is_json_and_renders_a_table_and_a_plot(record, tmp_path):

@@ -17,7 +17,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Mapping
 
-from .baselines import UPDATE_COMMAND, is_seeded, under_current_rule, validate_baseline
+from .baselines import UPDATE_COMMAND, change_value, is_seeded, under_current_rule, validate_baseline
 from .errors import IncomparableRecordsError, RecordError
 from .records import first_different_split, fingerprint, same_hardware, validate_record
 
@@ -68,8 +68,8 @@ EXACT = 1e-9
 
 def measure(record: Mapping, baseline: Mapping) -> dict[str, float | None]:
     """The record's value of every metric of a seeded baseline (a headline mean
-    over the same members as in the baseline, a change as the first member less
-    the second); None where a metric is missing."""
+    over the same members as in the baseline, a change as its first side's mean
+    less its second's); None where a metric is missing."""
     measured = record["metrics"]
     out = {}
     for name, base in baseline["metrics"].items():
@@ -77,7 +77,7 @@ def measure(record: Mapping, baseline: Mapping) -> dict[str, float | None]:
         if not all(n in measured for n in members):
             out[name] = None
         elif base.get("combine") == "change":
-            out[name] = measured[members[0]]["value"] - measured[members[1]]["value"]
+            out[name] = change_value({n: measured[n]["value"] for n in members}, members, base.get("split", 1))
         else:
             out[name] = statistics.fmean(measured[n]["value"] for n in members)
     return out

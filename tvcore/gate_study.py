@@ -305,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", help="folder of records (<suite>.json, <suite>-seed<k>.json)")
     parser.add_argument("--baseline-seeds", type=str, help="seeds that build the baseline, e.g. 0-4")
     parser.add_argument("--heldout-seeds", type=str, help="seeds judged against it, e.g. 5-9")
+    parser.add_argument("--leave-one-out", metavar="SEEDS",
+                        help="with --results-dir: hold out each of these seeds in turn against a baseline of the "
+                             "others, e.g. 0-9 (instead of --baseline-seeds and --heldout-seeds)")
     parser.add_argument("--from-baselines", help="a baselines folder: hold out each stored seed in turn "
                                                  "(instead of --results-dir and the seed lists)")
     parser.add_argument("--suite", action="append", help="a suite to study (repeatable; default: every suite "
@@ -330,8 +333,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gate_study: error: {one_line(exc)}", file=sys.stderr)
             return 2
         return 0
+    if args.results_dir and args.leave_one_out:
+        try:
+            seeds = parse_seeds(args.leave_one_out)
+            if len(seeds) < 3:
+                raise UsageError(f"--leave-one-out {args.leave_one_out}: give at least 3 seeds (each held out "
+                                 "against a baseline of at least 2)")
+            loo = {suite: leave_one_out(suite, read_records(args.results_dir, suite, seeds), args.false_alarm_rate)
+                   for suite in args.suite or suites_in(args.results_dir)}
+            print(render_leave_one_out(loo))
+        except TvcoreError as exc:
+            print(f"gate_study: error: {one_line(exc)}", file=sys.stderr)
+            return 2
+        return 0
     if not (args.results_dir and args.baseline_seeds and args.heldout_seeds):
-        parser.error("give --results-dir, --baseline-seeds and --heldout-seeds, or --from-baselines")
+        parser.error("give --results-dir with --leave-one-out SEEDS or with --baseline-seeds and --heldout-seeds, "
+                     "or --from-baselines")
     try:
         studies = study(args.results_dir, parse_seeds(args.baseline_seeds), parse_seeds(args.heldout_seeds),
                         args.suite, args.false_alarm_rate)
