@@ -43,7 +43,11 @@ def rehearsal_setup(tvcore_options, tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", REAL_SUITES)
-def test_rehearsal_writes_a_complete_record_and_report(name, rehearsal_setup, tvcore_options, tmp_path_factory):
+def test_rehearsal_writes_a_complete_record_and_report(name, rehearsal_setup, tvcore_options, tmp_path_factory,
+                                                       request):
+    from tvcore.cli import one_line
+    from tvcore.errors import TvcoreError
+
     data_root, model, contexts = rehearsal_setup
     if model is None:  # the user's data: a suite whose data is absent altogether is skipped, a wrong tree fails
         from test_real import missing_data
@@ -52,13 +56,25 @@ def test_rehearsal_writes_a_complete_record_and_report(name, rehearsal_setup, tv
         if reason:
             pytest.skip(reason)
     suite = SUITES[name].rehearsal()
-    results = tmp_path_factory.mktemp("rehearsal-results")
-    key = repr(suite.recipe)
-    if key not in contexts:  # the paper suites share their eight fine-tuned vectors
-        contexts[key] = context_for(suite, device=tvcore_options.device, data_root=str(data_root),
-                                    weights=tvcore_options.weights, progress=False, rehearsal=True, model=model,
-                                    results_dir=str(results))
-    record, path = run_and_record(suite, contexts[key], suite.name, results)
+    # The user's dry run keeps its records under --results-dir (rehearsal/, apart from
+    # the real runs' records); CI's go to a temporary folder.
+    results = (Path(tvcore_options.results_dir) / "rehearsal" if model is None
+               else tmp_path_factory.mktemp("rehearsal-results"))
+    key, error = repr(suite.recipe), None
+    try:
+        if key not in contexts:  # the paper suites share their eight fine-tuned vectors
+            contexts[key] = context_for(suite, device=tvcore_options.device, data_root=str(data_root),
+                                        weights=tvcore_options.weights, progress=False, rehearsal=True, model=model,
+                                        results_dir=str(results))
+        record, path = run_and_record(suite, contexts[key], suite.name, results)
+    except TvcoreError as exc:  # a wrong tree, class or weights file: one line, not a traceback
+        error = f"{name}: {one_line(exc)}"
+    if error:
+        pytest.fail(error, pytrace=False)
+    if model is None:
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"\nrehearsal {suite.name}: record {path}, plot {path.with_suffix('.png')}")
 
     assert json.loads(path.read_text())["suite"] == suite.name
     assert path.with_suffix(".png").is_file()
