@@ -19,7 +19,8 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from .evaluate import ClassificationMetrics, classification_metrics, eval_precision, predict, run_classifier
+from .evaluate import (ClassificationMetrics, classification_metrics, eval_precision, predict, progress_label,
+                       run_classifier)
 from .models import ImageClassifier
 from .tasks import TaskPool
 from .vectors import TaskVector
@@ -79,12 +80,13 @@ class Evaluator:
     def predictions(self, task_name: str, split: str):
         """Labels and predictions of the encoder, as it is now, on a split."""
         return predict(self.classifier(task_name), self.tasks.batches(task_name, split), self.device,
-                       precision=self.precision)
+                       progress=self.tasks.progress, desc=progress_label(task_name, split), precision=self.precision)
 
     def scores(self, task_name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
         """Labels and logits (float32, on the CPU) of the encoder, as it is now."""
         return run_classifier(self.classifier(task_name), self.tasks.batches(task_name, split), self.device,
-                              logits=True, precision=self.precision)
+                              logits=True, progress=self.tasks.progress, desc=progress_label(task_name, split),
+                              precision=self.precision)
 
     def metrics(self, task_name: str, split: str, labels, preds) -> ClassificationMetrics:
         """Metrics of predictions on a split; intervals by case where a case has several images."""
