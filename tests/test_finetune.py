@@ -96,7 +96,7 @@ def test_schedule_warms_up_linearly_then_decays_by_cosine():
 
 def test_named_recipes():
     assert RECIPES["paper"] == Recipe(lr=1e-5, weight_decay=0.1, batch_size=128, steps=2000, warmup_steps=200,
-                                      grad_clip=1.0)
+                                      grad_clip=1.0, augment=True)  # the model's train transform, as the paper's code
     seed = RECIPES["birads-seed"]
     assert (seed.epochs, seed.batch_size) == (5, 16)
     assert seed.total_steps(2700) == 5 * math.ceil(2700 / 16)

@@ -1,7 +1,8 @@
 """Fine-tuning the image encoder under a frozen zero-shot head.
 
-The default recipe is the task-arithmetic paper's (AdamW, lr 1e-5, weight decay
-0.1, batch 128, 2000 steps, linear warm-up then cosine, gradient-norm clip 1.0);
+The paper's recipe, ``RECIPES["paper"]``: AdamW, lr 1e-5, weight decay 0.1, batch
+128, 2000 steps, linear warm-up then cosine, gradient-norm clip 1.0, on OpenCLIP's
+train transform (random resized crops);
 ``RECIPES["birads-seed"]`` is the BI-RADS experiment's (5 epochs, batch 16).
 
 Batches come from a DataLoader, with ``workers`` processes where items are
@@ -78,7 +79,11 @@ class Recipe:
 
 
 RECIPES = {
-    "paper": Recipe(),
+    # The paper's released code trains on the model's train transform
+    # (mlfoundations/task_vectors src/finetune.py: ``preprocess_fn =
+    # model.train_preprocess``, OpenCLIP's RandomResizedCrop(224, scale=(0.9, 1.0)),
+    # bicubic), so its recipe decodes the original images every step.
+    "paper": Recipe(augment=True),
     "birads-seed": Recipe(batch_size=16, steps=None, epochs=5, warmup_steps=50),
 }
 
