@@ -35,7 +35,8 @@ def test_smoke_runs_every_cpu_section_without_error(smoke):
     assert set(smoke["sections"]) == {"flops", "train.bare.foreach", "train.bare.fused",
                                       "train.tvcore.off.deterministic", "train.tvcore.repeat", "eval.bare.fp32",
                                       "eval.bare.bf16",
-                                      "eval.tvcore.auto", "eval.tvcore.end_to_end"}
+                                      "eval.tvcore.auto", "eval.tvcore.end_to_end",
+                                      "train.concurrent.1", "train.concurrent.2", "plan.paper"}
 
 
 def test_smoke_prints_tvcore_over_bare_ratios(smoke):
@@ -63,3 +64,21 @@ def test_without_cuda_the_full_run_skips_cleanly(gpu_bench, tmp_path, capsys):
 
 def test_two_deterministic_fine_tunes_repeat_bitwise(smoke):
     assert smoke["sections"]["train.tvcore.repeat"]["bitwise_equal"] is True
+
+
+def test_concurrent_fine_tunes_are_measured_one_and_several_at_once(smoke):
+    one, two = smoke["sections"]["train.concurrent.1"], smoke["sections"]["train.concurrent.2"]
+    assert (one["jobs"], two["jobs"]) == (1, 2)
+    assert two["images"] == 2 * one["images"] and len(two["per_job_images_per_s"]) == 2
+    assert smoke["ratios"]["train.concurrent 2 jobs / 1 job (images/s total)"] > 0
+
+
+def test_the_paper_suites_plan_counts_each_fine_tune_once_for_both(smoke):
+    """Addition's eight fine-tunes are negation's (the same pool entries); negation
+    adds a gradient-ascent vector per task (the paper's Table 1)."""
+    plan = smoke["sections"]["plan.paper"]
+    negation, addition = plan["negation-vit-b-32"], plan["addition-vit-b-32"]
+    assert negation["fine_tunes"] == 16 and addition["fine_tunes"] == 8
+    assert plan["together"]["fine_tunes"] == 16
+    assert plan["together"]["steps"] == negation["finetune_steps"]
+    assert negation["predicted_s"]["total"] > 0 and smoke["ratios"]["plan: paper negation + addition fine-tuning h"] > 0

@@ -17,10 +17,21 @@ the device's data-sheet bf16 peak):
 * bare evaluation fp32 and bf16 at the device's batch, and tvcore's evaluation
   (:class:`tvcore.data.loaders.EvalLoader` + :func:`tvcore.evaluate.run_classifier`);
 * ``tvcore eval`` end to end on 8,000 cached images (a generated MNIST tree and a
-  random ViT-B-32 weights file), its second run, when the cache exists.
+  random ViT-B-32 weights file), its second run, when the cache exists;
+* fine-tunes side by side on one device (what :mod:`tvcore.parallel` does for a
+  suite's pool entries): 1 and then 4 processes, each :func:`tvcore.finetune.finetune`
+  at batch 128 on one shared pixel cache, started together; images/s over all of them
+  after each one's first step;
+* ``--plan`` of the paper's negation and addition suites (:func:`tvcore.plan.plan_suite`
+  on a generated tree of the nine tasks, two images a class, and the random weights
+  file): fine-tuning steps and their predicted seconds (which do not depend on the
+  data: 2,000 steps a task), the timed rates, and the two suites together (addition
+  reuses negation's fine-tunes from the pool). Its evaluation counts are those of the
+  generated tree; multiply ``eval_image_s`` by the real splits' images for theirs.
 
 Ratios printed: tvcore fine-tuning / best bare loop, tvcore evaluation / bare bf16
-at the same batch. Random weights: throughput does not depend on the values.
+at the same batch, 4 concurrent fine-tunes / 1 (total images/s), and the paper
+suites' predicted hours. Random weights: throughput does not depend on the values.
 Nothing here asserts a time; a failing section prints its error and the rest run.
 Results go to ``--out`` (default ``$OUT`` or ``results/``) as ``gpu_bench.json``.
 """
@@ -63,12 +74,20 @@ class Size:
     train_images: int  # images in the training cache
     variants: tuple[str, ...]  # bare training loops
     e2e_images: int  # tvcore eval end to end (0: skipped)
+    concurrent_jobs: tuple[int, ...] = ()  # fine-tunes side by side, one measurement per count
+    concurrent_steps: int = 0  # steps of each of them
+    plan_suites: tuple[str, ...] = ()  # suites whose --plan is printed
+    plan_model: str | None = None  # None: the suites' own model (ViT-B-32, the random weights file)
 
 
+PAPER_SUITES = ("negation-vit-b-32", "addition-vit-b-32")
 FULL = Size("ViT-B-32", 10, 128, 15, 150, 1024, 8192, 4096,
-            ("foreach", "fused", "fused+compile", "fused+cudagraphs"), 8000)
+            ("foreach", "fused", "fused+compile", "fused+cudagraphs"), 8000, (1, 4), 40, PAPER_SUITES)
+# The smoke plan runs the suites' rehearsal (batch 8, 4 steps) on the 224-px stand-in:
+# a ViT-B-32 step at batch 128 takes minutes on a CPU.
 SMOKE = Size(str(ROOT / "fixtures" / "models" / "tvcore-tiny.json"), 10, 8, 1, 3, 16, 48, 32,
-             ("foreach", "fused"), 40)
+             ("foreach", "fused"), 40, (1, 2), 3, PAPER_SUITES,
+             str(ROOT / "fixtures" / "models" / "tvcore-rehearsal-224.json"))
 
 
 def sync(device: torch.device) -> None:
@@ -105,7 +124,7 @@ def build_classifier(size: Size, device: torch.device):
 
 def pixel_cache(directory: Path, n: int, image_size: int, classes: int, seed: int):
     """A pixel cache entry of ``n`` random uint8 images, written directly (no decoding)."""
-    from tvcore.data.cache import PixelCache, PixelTransform
+    from tvcore.data.cache import PixelCache
 
     rng = np.random.default_rng(seed)
     path = directory / f"bench-{n}-{image_size}.u8"
@@ -114,10 +133,15 @@ def pixel_cache(directory: Path, n: int, image_size: int, classes: int, seed: in
         for start in range(0, n, 256):
             fh.write(rng.integers(0, 256, (min(256, n - start), *shape[1:]), dtype=np.uint8).tobytes())
     labels = rng.integers(0, classes, n).astype(np.int64)
+    return PixelCache(path, shape, labels, _bench_pixels())
+
+
+def _bench_pixels():
+    from tvcore.data.cache import PixelTransform
+
     # OpenCLIP's normalization constants (OPENAI_DATASET_MEAN / STD).
-    pixels = PixelTransform(None, (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711),
-                            "bench: random pixels")
-    return PixelCache(path, shape, labels, pixels)
+    return PixelTransform(None, (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711),
+                          "bench: random pixels")
 
 
 # ------------------------------------------------------------------ training
@@ -224,14 +248,11 @@ def tvcore_eval(model, cache, batch: int, device: torch.device, precision: str =
 def tvcore_eval_end_to_end(loaded, arch: str, images: int, device: torch.device, work: Path) -> dict:
     """``tvcore eval MNIST`` on a generated tree of ``images`` test images and a
     random weights file: wall seconds of a first run (cache built) and a second."""
-    from safetensors.torch import save_file
-
     from fixtures.fake_trees import write_mnist_idx
 
     root = work / "data"
     write_mnist_idx(root, train_per_class=5, test_per_class=images // 10)
-    weights = work / "random-weights.safetensors"
-    save_file({k: v.contiguous() for k, v in loaded.model.state_dict().items()}, str(weights))
+    weights = random_weights(loaded, work)
     env = {**os.environ, "TVCORE_CACHE": str(work / "cache"), "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"}
     out = {}
     for run in ("first", "cached"):
@@ -246,6 +267,135 @@ def tvcore_eval_end_to_end(loaded, arch: str, images: int, device: torch.device,
             raise RuntimeError(f"tvcore eval exited {proc.returncode}: {proc.stderr.strip()[-400:]}")
         record = json.loads((work / f"results-{run}" / "eval-MNIST-test.json").read_text())
         out[f"{run}_timings"] = record.get("timings")
+    return out
+
+
+# ------------------------------------------------------------------ fine-tunes side by side
+
+
+def random_weights(loaded, work: Path) -> Path:
+    """The random model's weights as a file (what ``--weights`` takes), written once."""
+    from safetensors.torch import save_file
+
+    path = work / "random-weights.safetensors"
+    if not path.is_file():
+        save_file({k: v.contiguous() for k, v in loaded.model.state_dict().items()}, str(path))
+    return path
+
+
+def concurrent_train(size: Size, jobs: int, cache, device: torch.device, work: Path) -> dict:
+    """``jobs`` processes, each a tvcore fine-tune of ``size.concurrent_steps`` steps
+    at the bench's batch on the shared ``cache``, held at a start line until all are
+    ready: total images/s after the first steps, to the last end."""
+    run_dir = Path(tempfile.mkdtemp(prefix=f"concurrent-{jobs}-", dir=work))
+    np.save(run_dir / "labels.npy", cache.labels)
+    spec = {"arch": size.arch, "classes": size.classes, "batch": size.train_batch, "steps": size.concurrent_steps,
+            "device": str(device), "cache": str(cache.path), "shape": list(cache.shape),
+            "labels": str(run_dir / "labels.npy"), "go": str(run_dir / "go"),
+            "threads": max(1, (os.cpu_count() or 1) // jobs)}
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"}
+    procs = [subprocess.Popen([sys.executable, __file__, "--concurrent-worker",
+                               json.dumps({**spec, "ready": str(run_dir / f"ready-{i}")})],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for i in range(jobs)]
+    deadline = time.monotonic() + 300
+    while not all((run_dir / f"ready-{i}").exists() for i in range(jobs)):
+        failed = [p for p in procs if p.poll() not in (None, 0)]
+        if failed or time.monotonic() > deadline:
+            for p in procs:
+                p.kill()
+            raise RuntimeError("a concurrent fine-tune did not start: "
+                               + (failed[0].communicate()[1].strip()[-400:] if failed else "timed out"))
+        time.sleep(0.05)
+    (run_dir / "go").touch()
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        if proc.returncode != 0:
+            raise RuntimeError(f"a concurrent fine-tune exited {proc.returncode}: {err.strip()[-400:]}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    # After each one's first step (allocation, kernel choice), as the other rates here.
+    wall = max(r["end"] for r in results) - min(r["start"] + r["first_step_s"] for r in results)
+    images = sum(r["images"] for r in results)
+    steady = sum(r["images"] - r["batch"] for r in results)
+    return {"jobs": jobs, "images_per_s": steady / wall, "wall_s": wall, "images": images,
+            "per_job_images_per_s": [(r["images"] - r["batch"]) / (r["end"] - r["start"] - r["first_step_s"])
+                                     for r in results],
+            "first_step_s": [r["first_step_s"] for r in results], "accel": results[0]["accel"]}
+
+
+def concurrent_worker(spec: dict) -> int:
+    """One of :func:`concurrent_train`'s processes: build, say ready, wait for go,
+    fine-tune, print its times as one JSON line."""
+    from tvcore.data.cache import PixelCache
+    from tvcore.data.loaders import CachedTrain
+    from tvcore.finetune import Recipe, finetune
+
+    torch.set_num_threads(spec["threads"])
+    device = torch.device(spec["device"])
+    size = Size(spec["arch"], spec["classes"], spec["batch"], 0, 0, 0, 0, 0, (), 0)
+    model, _, _ = build_classifier(size, device)
+    pixels = _bench_pixels()
+    cache = PixelCache(Path(spec["cache"]), tuple(spec["shape"]), np.load(spec["labels"]), pixels)
+    recipe = Recipe(batch_size=spec["batch"], steps=spec["steps"], warmup_steps=min(10, spec["steps"]))
+    Path(spec["ready"]).touch()
+    while not Path(spec["go"]).exists():
+        time.sleep(0.01)
+    start = time.time()
+    result = finetune(model, CachedTrain(cache, 0), recipe, device=device, progress=False)
+    sync(device)
+    end = time.time()
+    print(json.dumps({"start": start, "end": end, "images": spec["batch"] * spec["steps"], "batch": spec["batch"],
+                      "first_step_s": result.first_step_s, "accel": result.accel}, default=str))
+    return 0
+
+
+# ------------------------------------------------------------------ the paper suites' plan
+
+
+def plan_paper_suites(size: Size, loaded, device: torch.device, work: Path) -> dict:
+    """``tvcore run <suite> --plan`` of each of ``size.plan_suites`` on a generated
+    tree of the nine tasks and the random weights; the suites together count each
+    pool entry once (addition's fine-tunes are negation's)."""
+    from fixtures.fake_trees import make_paper_tasks_tree
+
+    root = work / "paper-data"
+    if not root.exists():
+        make_paper_tasks_tree(root)  # two images a class, as the rehearsal's tree
+    saved = os.environ.get("TVCORE_CACHE")
+    os.environ["TVCORE_CACHE"] = str(work / "cache-plan")  # heads and pixels of the generated tree stay in work
+    try:
+        return _plan_paper_suites(size, loaded, device, work, root)
+    finally:
+        if saved is None:
+            os.environ.pop("TVCORE_CACHE", None)
+        else:
+            os.environ["TVCORE_CACHE"] = saved
+
+
+def _plan_paper_suites(size: Size, loaded, device: torch.device, work: Path, root: Path) -> dict:
+    from tvcore.experiments import SUITES, context_for
+    from tvcore.experiments.common import ModelSpec
+    from tvcore.plan import plan_suite
+
+    model = ModelSpec(size.plan_model) if size.plan_model else None
+    weights = None if model else str(random_weights(loaded, work))
+    out, entries, step_s = {}, {}, None
+    for name in size.plan_suites:
+        suite = SUITES[name].rehearsal() if model else SUITES[name]
+        ctx = context_for(suite, device=str(device), data_root=str(root), weights=weights, progress=False,
+                          pool=str(work / "plan-pool"), workers=0, rehearsal=model is not None, model=model,
+                          quick_gelu=None if model else False)  # random weights: plain GELU
+        plan = plan_suite(suite, ctx)
+        step_s = plan.step_s
+        entries.update({t["key"]: t["steps"] for t in plan.to_train})
+        out[name] = {**plan.as_dict(), "fine_tunes": len(plan.finetunes), "eval_image_s": plan.eval_image_s}
+        out[name].pop("finetunes")
+        print(plan.render(), flush=True)
+    evaluate = sum(p["predicted_s"]["evaluate"] for p in out.values())
+    finetune_s = sum(entries.values()) * (step_s or 0.0)
+    out["together"] = {"fine_tunes": len(entries), "steps": sum(entries.values()), "finetune_s": finetune_s,
+                       "evaluate_s_generated_tree": evaluate, "finetune_h": finetune_s / 3600}
     return out
 
 
@@ -308,6 +458,10 @@ def run(size: Size, device: torch.device, budget_s: float, work: Path) -> dict:
     if size.e2e_images:
         section("eval.tvcore.end_to_end", lambda: tvcore_eval_end_to_end(loaded, size.arch, size.e2e_images, device,
                                                                           work))
+    for jobs in size.concurrent_jobs:
+        section(f"train.concurrent.{jobs}", lambda j=jobs: concurrent_train(size, j, train_cache, device, work))
+    if size.plan_suites:
+        section("plan.paper", lambda: plan_paper_suites(size, loaded, device, work))
 
     out["ratios"] = ratios(out["sections"], device)
     out["wall_s"] = time.perf_counter() - t_start
@@ -337,6 +491,17 @@ def ratios(sections: dict, device: torch.device) -> dict:
     bf16, tv = rate("eval.bare.bf16"), rate("eval.tvcore.auto")
     if bf16 and tv:
         out["eval.tvcore.auto / bare bf16"] = tv / bf16
+    concurrent = {int(k.rsplit(".", 1)[1]): rate(k) for k in sections if k.startswith("train.concurrent.") and rate(k)}
+    if 1 in concurrent:
+        for jobs, r in sorted(concurrent.items()):
+            if jobs > 1:
+                out[f"train.concurrent {jobs} jobs / 1 job (images/s total)"] = r / concurrent[1]
+    e2e = sections.get("eval.tvcore.end_to_end") or {}
+    if e2e.get("cached_s"):
+        out["eval.tvcore.end_to_end cached run s"] = e2e["cached_s"]
+    together = (sections.get("plan.paper") or {}).get("together")
+    if together:
+        out["plan: paper negation + addition fine-tuning h"] = together["finetune_h"]
     return out
 
 
@@ -346,7 +511,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=os.environ.get("OUT") or "results", help="folder for gpu_bench.json")
     parser.add_argument("--budget-s", type=float, default=420.0,
                         help="sections starting after this many seconds are skipped (default 420: 7 minutes)")
+    parser.add_argument("--concurrent-worker", metavar="JSON", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.concurrent_worker:
+        return concurrent_worker(json.loads(args.concurrent_worker))
     if args.smoke:
         size, device = SMOKE, torch.device("cpu")
     elif not torch.cuda.is_available():
