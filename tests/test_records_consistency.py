@@ -56,6 +56,14 @@ def test_an_addition_record_lists_only_the_vectors_it_added(shared):
     assert set(record["context"]["vectors"]) == set(tasks)
 
 
+def test_an_addition_record_lists_only_the_tasks_it_used(shared):
+    tasks = ["digits/mirror", "digits/rot180"]
+    record = run_suite(Suite("addition-case", "addition", AdditionConfig(tasks, lambdas=[0.0, 0.5]), TINY, QUICK),
+                       shared)
+    assert OTHER in shared.tasks._tasks  # loaded for the other suite, still held
+    assert set(record["context"]["tasks"]) == set(tasks)
+
+
 def test_an_analogy_record_lists_only_its_three_vectors(shared):
     config = AnalogyConfig("digits/rot180", "digits/mirror", "digits/rot90", "digits/mirror+rot90",
                            lambdas=[0.0, 0.5], oracle=False)

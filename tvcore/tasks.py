@@ -73,8 +73,11 @@ class TaskPool:
     _tasks: dict = field(default_factory=dict, init=False, repr=False)
     _heads: dict = field(default_factory=dict, init=False, repr=False)
     _loaders: dict = field(default_factory=dict, init=False, repr=False)
+    # The tasks asked for since the last take_used(): what one run used, in order.
+    _used: dict = field(default_factory=dict, init=False, repr=False)
 
     def task(self, name: str) -> TaskData:
+        self._used[name] = None
         if name not in self._tasks:
             task = load_task(name, self.data_root)
             if self.max_per_split:
@@ -94,6 +97,12 @@ class TaskPool:
         """What decides the head: the text tower's weights, the class names, the templates."""
         task = self.task(name)
         return head_cache_key(self.model, task.class_names, task.templates)
+
+    def take_used(self) -> list[str]:
+        """The tasks asked for since the previous call (a shared pool serves several
+        runs; a record lists the tasks of its own run)."""
+        used, self._used = list(self._used), {}
+        return used
 
     def describe(self, name: str) -> dict:
         """What a record says about a task: its reader, sizes, class count and the

@@ -197,7 +197,8 @@ class Context:
         model = {k: strip(v) for k, v in asdict(self.model).items()}
         decided = self.pool.loaded.info
         model["quick_gelu"] = {"value": decided.get("quick_gelu"), "source": strip(decided.get("quick_gelu_source"))}
-        tasks = {name: self.tasks.describe(name) for name in self.tasks._tasks}
+        tasks = {name: self.tasks.describe(name) for name in self.tasks.take_used()}
+        self.tasks.take_used()  # describing asked for them again
         # Where a vector came from; the pool's own paths stay out (its key names the entry).
         used = [name for name in self._used if name in self.pool.provenance]
         vectors = {name: {k: strip(v) for k, v in self.pool.provenance[name].items()
