@@ -153,3 +153,19 @@ def test_a_second_pool_uses_the_entry_the_first_finished(suite, cache, tmp_path,
     capsys.readouterr()
     assert second.pool.ensure(TASKS[0], second.tasks, second.recipe)["source"] == "pool"
     assert f"pool: {TASKS[0]} served from {tmp_path}" in capsys.readouterr().err
+
+
+def test_a_run_handed_to_train_entries_is_planned_and_then_served_even_when_fresh(suite, cache, tmp_path):
+    """What ``tvcore run --jobs N`` does: plan the run's own context (the record gets
+    the prediction), train in workers, then run; ``--fresh`` clears each entry once
+    (in its worker), not again in the run."""
+    from tvcore.experiments import context_for, run_suite
+    from tvcore.parallel import train_entries
+
+    options = {"pool": str(tmp_path), "workers": 0, "fresh": True}
+    ctx = context_for(suite, progress=False, **options)
+    done = train_entries(suite, options, jobs=2, devices=["cpu"], say=lambda line: None, ctx=ctx)
+    assert sorted(d["task"] for d in done) == sorted(TASKS)
+    record = run_suite(suite, ctx)
+    assert {record["context"]["vectors"][t]["source"] for t in TASKS} == {"pool"}
+    assert record["timings"]["predicted"]["total"] > 0
