@@ -89,9 +89,9 @@ def _cache(args) -> int:
 
 
 def _vector_build(args) -> int:
-    from .vectors import TaskVector
-
     from pathlib import Path
+
+    from .vectors import TaskVector
 
     check_output(args.output, inputs=[args.pretrained, args.finetuned])
     if args.arch:
@@ -144,8 +144,8 @@ def check_same_keys(pre, ft, pre_path: str, ft_path: str) -> None:
                 + (f", {len(only)} not in the other (e.g. {shown})" if only else ""))
 
     raise TaskVectorMismatchError(f"the two files hold different keys: {side(pre_path, pre, ft)}; "
-                                  f"{side(ft_path, ft, pre)}; "
-                     "pass --arch ARCH (e.g. --arch ViT-B-32) to read both as that architecture's image encoder")
+                                  f"{side(ft_path, ft, pre)}; pass --arch ARCH (e.g. --arch ViT-B-32) to read "
+                                  "both as that architecture's image encoder")
 
 
 def _vector_apply(args) -> int:
@@ -157,9 +157,9 @@ def _vector_apply(args) -> int:
     vectors = [TaskVector.load(p) for p in args.vectors]
     total = sum(vectors)
     if not args.partial and covers_encoder_of_whole_model(total.keys(), base):
-        raise UsageError(f"{args.vectors[0]} covers the image encoder only ({len(total)} tensors) and {args.base} is "
-                         "a whole CLIP model; pass --partial to edit its image encoder (visual.*) and keep the "
-                         "text tower")
+        raise UsageError(f"{' + '.join(args.vectors)} covers the image encoder only ({len(total)} tensors) and "
+                         f"{args.base} is a whole CLIP model; pass --partial to edit its image encoder (visual.*) "
+                         "and keep the text tower")
     out = total.apply_to(base, args.alpha, inplace=True, strict=not args.partial)
     save_state_dict(out, args.output)
     print(f"wrote {args.output}: base + {args.alpha:g} * ({' + '.join(v.name or p for v, p in zip(vectors, args.vectors))})")
@@ -455,8 +455,7 @@ def _eval(args) -> int:
     for suffix in (".json", ".png"):
         check_output(os.path.join(args.results_dir, case + suffix), what="result file")
     quick_gelu = embedded_quick_gelu(args.weights, args.quick_gelu, args.image_encoder)
-    spec = ModelSpec(args.arch, args.weights, quick_gelu=quick_gelu,
-                     image_encoder=args.image_encoder)
+    spec = ModelSpec(args.arch, args.weights, quick_gelu=quick_gelu, image_encoder=args.image_encoder)
     suite = Suite(case, "eval", EvalConfig(args.task, args.split, args.vector, args.alpha), spec, Recipe())
     ctx = context_for(suite, device=args.device, data_root=args.data_root, progress=not args.quiet,
                       **context_options(args.workers, None, False, None))
@@ -477,11 +476,9 @@ def embedded_quick_gelu(weights: str | None, flag: bool | None, image_encoder: s
     from .experiments.common import TINY
     from .models import recorded_quick_gelu
 
-    if flag is not None or not weights or not os.path.isfile(weights) or not os.path.samefile(weights, TINY.pretrained):
-        return flag
-    if image_encoder is not None and os.path.isfile(image_encoder) and recorded_quick_gelu(image_encoder) is not None:
-        return flag
-    return TINY.quick_gelu
+    embedded = bool(weights) and os.path.isfile(weights) and os.path.samefile(weights, TINY.pretrained)
+    told = bool(image_encoder) and os.path.isfile(image_encoder) and recorded_quick_gelu(image_encoder) is not None
+    return TINY.quick_gelu if flag is None and embedded and not told else flag
 
 
 def eval_case(args) -> str:
