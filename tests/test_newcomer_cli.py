@@ -174,6 +174,12 @@ def test_import_quick_gelu_clash_names_the_flag(tmp_path, capsys):
     assert "--quick-gelu was given" in err and "quick_gelu=" not in err
 
 
+def test_import_says_the_activation_in_words(tmp_path, capsys):
+    assert main(["import", TINY_WEIGHTS, "--arch", TINY_CONFIG, "-o", str(tmp_path / "out.safetensors")]) == 0
+    out = capsys.readouterr().out
+    assert "QuickGELU not recorded (--quick-gelu or --no-quick-gelu records it)" in out and "None" not in out
+
+
 def test_the_reference_layout_is_built_without_the_random_init_notice(caplog):
     import logging
 

@@ -434,8 +434,10 @@ def _import(args) -> int:
         from .results import write_json
 
         write_json(record, args.record)
+    activation = {True: "on", False: "off"}.get(record.get("quick_gelu"),
+                                                 "not recorded (--quick-gelu or --no-quick-gelu records it)")
     print(f"wrote {args.output}: {record.get('kind')} -> {args.arch} image encoder, {record.get('keys')} tensors; "
-          f"quick_gelu {record.get('quick_gelu')}" + (f"; provenance: {args.record}" if args.record else ""))
+          f"QuickGELU {activation}" + (f"; provenance: {args.record}" if args.record else ""))
     if args.verbose:
         print(json.dumps(record, indent=2, sort_keys=True, default=str))
     return 0
