@@ -273,3 +273,30 @@ def test_container_api(pre, ft):
     assert len(tv) == 2 and tv.numel() == 12
     assert math.isclose(tv.norm(), math.sqrt(8 * 0.25 + 4 * 0.0625), rel_tol=1e-6)
     assert math.isclose(tv.dot(tv), tv.norm() ** 2)
+
+
+# ------------------------------------------------------------ one tower of a whole model
+
+WHOLE = {"visual.conv1.weight": torch.zeros(2, 2), "visual.transformer.w": torch.zeros(3),
+         "transformer.w": torch.zeros(3), "ln_final.weight": torch.zeros(3)}
+ENCODER_TAU = TaskVector({"conv1.weight": torch.ones(2, 2), "transformer.w": torch.ones(3)}, name="mnist")
+
+
+def test_an_encoder_vector_on_a_whole_model_is_refused_when_strict_in_one_line():
+    with pytest.raises(TaskVectorMismatchError, match=r"^vector 'mnist' covers the image encoder only .*--partial"):
+        ENCODER_TAU.apply_to(WHOLE)
+
+
+def test_an_encoder_vector_on_a_whole_model_edits_its_visual_tower_when_not_strict():
+    out = ENCODER_TAU.apply_to(WHOLE, 0.5, strict=False)
+    assert torch.equal(out["visual.conv1.weight"], torch.full((2, 2), 0.5))
+    assert torch.equal(out["visual.transformer.w"], torch.full((3,), 0.5))
+    assert torch.equal(out["transformer.w"], torch.zeros(3))  # the text tower's key of the same name
+
+
+def test_a_shape_mismatch_names_the_first_key_and_counts_the_others():
+    other = TaskVector({f"k{i}": torch.zeros(2) for i in range(5)}, name="a")
+    wide = TaskVector({f"k{i}": torch.zeros(3) for i in range(5)}, name="b")
+    with pytest.raises(TaskVectorMismatchError) as info:
+        other + wide
+    assert str(info.value) == "shape differs for 'k0': (2,) in 'a' vs (3,) in 'b' (and 4 other keys)"
