@@ -501,6 +501,19 @@ def test_cli_merges_with_a_registered_method_and_its_hyperparameters(tmp_path):
         torch.testing.assert_close(TaskVector.load(out)[k], expected[k])
 
 
+def test_a_statistics_file_is_written_like_every_tvcore_file(tmp_path):
+    import os
+
+    from tvcore.merging import read_statistics, save_statistics
+    from tvcore.outputs import file_mode
+
+    path = tmp_path / "grams.safetensors"
+    save_statistics({"w": _psd(220, 3).float()}, path)
+    assert os.stat(path).st_mode & 0o777 == file_mode()
+    assert [p.name for p in tmp_path.iterdir()] == ["grams.safetensors"]  # no temporary left beside it
+    assert list(read_statistics(path)) == ["w"]
+
+
 def test_cli_reads_one_statistics_file_per_vector(tmp_path):
     from tvcore.cli import main
     from tvcore.merging import save_statistics

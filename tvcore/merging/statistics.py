@@ -137,10 +137,11 @@ def diagonal_fisher(model: nn.Module, batches: Iterable, *, labels: str = "sampl
 
 
 def save_statistics(stats: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
-    """Write one task's statistics (Grams or Fishers) as safetensors."""
-    from safetensors.torch import save_file
+    """Write one task's statistics (Grams or Fishers) as safetensors, atomically and
+    with the mode of every file tvcore writes."""
+    from ..checkpoints import save_state_dict
 
-    save_file({k: v.contiguous() for k, v in stats.items()}, str(path))
+    save_state_dict(stats, path)
 
 
 def read_statistics(path: str | os.PathLike) -> "StatisticsFile":
