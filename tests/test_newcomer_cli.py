@@ -374,3 +374,29 @@ def test_every_written_file_is_0644_under_umask_022(tmp_path, encoders, umask_02
     assert main(["import", TINY_WEIGHTS, "--arch", TINY_CONFIG, "-o", str(imported)]) == 0
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tau, applied, merged, imported)}
     assert modes == {p.name: 0o644 for p in (tau, applied, merged, imported)}
+
+
+# The merging benchmark: a subset of its methods from the command line.
+
+def test_run_methods_runs_only_those_merging_methods_under_their_own_record_name(tmp_path, capsys, monkeypatch):
+    runs = FakeRuns(monkeypatch)
+    seen = []
+    original = runs.context_for
+    monkeypatch.setattr("tvcore.experiments.context_for",
+                        lambda suite, **kw: seen.append(suite) or original(suite, **kw))
+    assert main(["run", "merging-micro", "--methods", "ties,tsv-m", "--results-dir", str(tmp_path)]) == 0
+    assert runs.cases == ["merging-micro-ties+tsv-m"]
+    assert seen[0].config.methods == ("ties", "tsv-m") and set(seen[0].config.grids) == {"ties", "tsv-m"}
+    assert "gate: skipped (--methods" in capsys.readouterr().out
+
+
+def test_run_methods_on_a_suite_without_merging_is_refused(tmp_path, capsys, monkeypatch):
+    FakeRuns(monkeypatch)
+    assert main(["run", "negation-micro", "--methods", "ties", "--results-dir", str(tmp_path)]) == 2
+    assert "not a merging suite" in _one_line(capsys.readouterr().err)
+
+
+def test_run_methods_names_an_unknown_method(tmp_path, capsys, monkeypatch):
+    FakeRuns(monkeypatch)
+    assert main(["run", "merging-micro", "--methods", "ties,sum-all", "--results-dir", str(tmp_path)]) == 2
+    assert "sum-all" in _one_line(capsys.readouterr().err)

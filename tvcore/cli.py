@@ -282,6 +282,23 @@ def context_options(workers: int | None, pool: str | None, fresh: bool, finetune
     return {k: v for k, v in given.items() if v is not None and v is not False}
 
 
+def merging_subset(suite, methods: str):
+    """``suite`` running only the comma-separated merging ``methods``, under its own
+    record name (``<suite>-<m1>+<m2>``), so the full run's record is never replaced."""
+    from dataclasses import replace
+
+    from .experiments import MergingConfig
+
+    if not isinstance(suite.config, MergingConfig):
+        raise UsageError(f"--methods chooses merging methods; {suite.name} is not a merging suite "
+                         "(merging-micro, merging-vit-b-32)")
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    if not names:
+        raise UsageError(f"--methods {methods!r}: give method names separated by commas, e.g. ties,tsv-m")
+    config = suite.config.only(names)
+    return replace(suite, name=f"{suite.name}-{'+'.join(config.methods)}", config=config)
+
+
 def _run(args) -> int:
     from . import report
     from .experiments import SUITES, context_for, run_and_record
@@ -302,9 +319,12 @@ def _run(args) -> int:
                          "of the two")
     seeds = list(range(args.seeds)) if args.seeds is not None else [args.seed]
     suite = SUITES[args.suite]
+    if args.methods:
+        suite = merging_subset(suite, args.methods)
     if args.rehearsal:
         suite = suite.rehearsal()  # its name ends in -rehearsal: never the real run's record
-    baseline = None if args.no_gate or args.plan else baseline_for(args.suite, args.baselines_dir, args.rehearsal)
+    baseline = (None if args.no_gate or args.plan or args.methods
+                else baseline_for(args.suite, args.baselines_dir, args.rehearsal))
     # Every file the run will write is checked now, not after the suite has run for an hour.
     check_output_dir(args.results_dir, "--results-dir")
     cases = {seed: case_name(suite.name, seed) for seed in seeds}
@@ -330,7 +350,9 @@ def _run(args) -> int:
         if baseline is not None:
             failed += not gate_record(record, baseline, args.accept_improvements)
     if baseline is None and not args.plan:
-        print(f"gate: {'skipped (--no-gate)' if args.no_gate else gate_skipped(args.suite, args.rehearsal)}")
+        why = ("skipped (--no-gate)" if args.no_gate else "skipped (--methods runs a subset of the suite's methods)"
+               if args.methods else gate_skipped(args.suite, args.rehearsal))
+        print(f"gate: {why}")
     return 1 if failed else 0
 
 
@@ -663,6 +685,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--update-baselines", action="store_true",
                      help="refused: baselines are written by pytest bench/ --update-baselines --seeds 10")
     run.add_argument("--quiet", action="store_true", help="no progress bars and no warnings (errors still show)")
+    run.add_argument("--methods", default=None, metavar="M1,M2",
+                     help="merging suites: run only these methods (tvcore.merging.METHODS), recorded as "
+                          "<suite>-<m1>+<m2>.json and not gated")
     run.add_argument("--rehearsal", action="store_true",
                      help="a dry run: the same code with capped splits, a few fine-tuning steps and a 3-point grid")
     run.add_argument("--quick-gelu", action=argparse.BooleanOptionalAction, default=None,

@@ -55,6 +55,16 @@ class MergingConfig:
     def grid(self, name: str) -> Mapping[str, tuple] | None:
         return (self.grids or {}).get(name)
 
+    def only(self, methods: Sequence[str]) -> "MergingConfig":
+        """The same config for a subset of its methods (their grids kept)."""
+        methods = tuple(dict.fromkeys(methods))
+        missing = [m for m in methods if m not in self.methods]
+        if missing:
+            method_named(missing[0])  # an unknown name: the registry's own error, listing the methods
+            raise UsageError(f"merging: {missing[0]} is not among this suite's methods ({', '.join(self.methods)})")
+        grids = {m: g for m, g in (self.grids or {}).items() if m in methods} or None
+        return replace(self, methods=methods, grids=grids)
+
     def shortened(self, lams: Sequence[float], iterations: int = 2) -> "MergingConfig":
         """A dry run's config: each method's ``lam`` over ``lams`` where its grid has
         one, every other hyperparameter at its default, WUDI's optimization cut to
