@@ -400,3 +400,21 @@ def test_run_methods_names_an_unknown_method(tmp_path, capsys, monkeypatch):
     FakeRuns(monkeypatch)
     assert main(["run", "merging-micro", "--methods", "ties,sum-all", "--results-dir", str(tmp_path)]) == 2
     assert "sum-all" in _one_line(capsys.readouterr().err)
+
+
+# Fine-tunes side by side.
+
+def test_run_jobs_trains_the_suites_entries_side_by_side_before_the_run(tmp_path, monkeypatch):
+    import tvcore.parallel
+
+    runs, calls = FakeRuns(monkeypatch), []
+    monkeypatch.setattr(tvcore.parallel, "train_entries",
+                        lambda suite, options, jobs, ctx=None: calls.append((suite.name, jobs, options["seed"])))
+    assert main(["run", "negation-micro", "--jobs", "3", "--results-dir", str(tmp_path), "--no-gate"]) == 0
+    assert calls == [("negation-micro", 3, 0)] and runs.cases == ["negation-micro"]
+
+
+def test_run_jobs_below_one_is_refused(tmp_path, capsys, monkeypatch):
+    FakeRuns(monkeypatch)
+    assert main(["run", "negation-micro", "--jobs", "0", "--results-dir", str(tmp_path)]) == 2
+    assert "--jobs 0" in _one_line(capsys.readouterr().err)

@@ -260,8 +260,10 @@ def check_device(device: str) -> str:
 
 
 def check_run_options(workers: int | None, pool: str | None, finetuned: str | None,
-                      data_root: str | None = None) -> None:
+                      data_root: str | None = None, jobs: int = 1) -> None:
     """Options shared by ``tvcore run`` and the pytest plugin, checked before a suite starts."""
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs}: give 1 or more fine-tunes at once")
     if workers is not None and workers < 0:
         raise UsageError(f"--workers {workers}: must be 0 (load in the main process) or more, or left out "
                          "for automatic")
@@ -309,7 +311,7 @@ def _run(args) -> int:
         raise UsageError("--update-baselines: tvcore run never writes baselines; write them with pytest, which "
                          "pools the seeds: pytest bench/ --update-baselines --seeds 10")
     device = run_device(args)
-    check_run_options(args.workers, args.pool, args.finetuned, args.data_root)
+    check_run_options(args.workers, args.pool, args.finetuned, args.data_root, args.jobs)
     if args.weights is not None and os.path.isdir(args.weights):
         raise UsageError(f"--weights {args.weights} is a directory; give the weights file inside it")
     if args.seeds is not None and args.seeds < 1:
@@ -343,6 +345,14 @@ def _run(args) -> int:
 
             print(plan_suite(suite, ctx).render())
             return 0
+        if args.jobs > 1:
+            from .parallel import train_entries
+
+            train_entries(suite, dict(device=device, data_root=args.data_root, weights=args.weights, seed=seed,
+                                      results_dir=args.results_dir, rehearsal=args.rehearsal,
+                                      quick_gelu=args.quick_gelu,
+                                      **context_options(args.workers, args.pool, args.fresh, args.finetuned)),
+                          jobs=args.jobs, ctx=ctx)
         record, path = run_and_record(suite, ctx, case, args.results_dir, seed)
         print(report.render(record))
         print(quick_gelu_line(record))
@@ -554,6 +564,9 @@ def add_run_options(add) -> None:
     add("--fresh", action="store_true", default=False, help="ignore fine-tuned weights already in the pool")
     add("--finetuned", default=None, metavar="DIR",
         help="folder of fine-tuned checkpoints to use instead of fine-tuning")
+    add("--jobs", type=int, default=1, metavar="N",
+        help="fine-tunes trained side by side before the suite runs: N processes per device (every visible GPU "
+             "with --gpu); needs a pool folder (--pool or --results-dir)")
 
 
 class _RunHelpFormatter(argparse.HelpFormatter):

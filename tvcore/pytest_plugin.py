@@ -88,7 +88,7 @@ def _check_outputs(config) -> None:
 
     try:
         check_run_options(config.getoption("workers", default=None), config.getoption("pool", default=None),
-                          config.getoption("finetuned", default=None))
+                          config.getoption("finetuned", default=None), jobs=config.getoption("jobs", default=1))
         check_output_dir(config.getoption("results_dir", default="results"), "--results-dir")
         baselines = config.getoption("baselines_dir", default=None)
         if baselines is not None and config.getoption("update_baselines", default=False):
@@ -115,6 +115,7 @@ class Options:
     fresh: bool = False
     finetuned: str | None = None
     plan: bool = False  # --plan: plan the suites, run none
+    jobs: int = 1  # --jobs N: fine-tunes trained side by side before each suite runs
     progress: bool = True  # progress bars and pool lines on the terminal (off with -q)
 
 
@@ -234,8 +235,18 @@ class Runs:
             suite = SUITES[name]
             case = name if seed == 0 else f"{name}-seed{seed}"
             with user_errors_fail(case), self.visible(f"running {case}"):
-                record, path = run_and_record(suite, self.context(suite, seed), case, self.options.results_dir,
-                                              seed)
+                ctx = self.context(suite, seed)
+                if self.options.jobs > 1:
+                    from .cli import context_options
+                    from .parallel import train_entries
+
+                    o = self.options
+                    train_entries(suite, dict(device=o.device, data_root=o.data_root, weights=o.weights, seed=seed,
+                                              results_dir=str(o.results_dir),
+                                              quick_gelu=o.quick_gelu if suite.model is None else None,
+                                              **context_options(o.workers, o.pool, o.fresh, o.finetuned)),
+                                  jobs=o.jobs, ctx=ctx)
+                record, path = run_and_record(suite, ctx, case, self.options.results_dir, seed)
             self.runs[(name, seed)] = CaseRun(case, seed, record, path, record["timings"]["case_s"], suite=name)
         return self.runs[(name, seed)]
 
@@ -324,6 +335,7 @@ def _options(config) -> Options:
         fresh=config.getoption("fresh"),
         finetuned=config.getoption("finetuned"),
         plan=config.getoption("tvcore_plan"),
+        jobs=config.getoption("jobs"),
         progress=config.get_verbosity() >= 0,
     )
 
