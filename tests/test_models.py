@@ -270,3 +270,24 @@ def test_offline_error_speaks_cli_not_python(tmp_path, monkeypatch, no_network):
     with pytest.raises(OfflineError) as exc:
         load_model("ViT-B-32", "openai", cache_dir=str(tmp_path))
     assert "--weights" in str(exc.value) and "pretrained=" not in str(exc.value)
+
+
+def test_quick_gelu_is_read_from_the_openclip_config_beside_a_plain_weights_file(tmp_path):
+    # OpenCLIP's Hugging Face repositories keep open_clip_config.json beside
+    # open_clip_model.safetensors; its model_cfg says whether the weights need QuickGELU.
+    import json
+
+    from safetensors.torch import save_file
+
+    from tvcore.models import HF_CONFIG_NAME, recorded_quick_gelu
+
+    weights = tmp_path / "open_clip_model.safetensors"
+    save_file({"w": torch.zeros(2)}, str(weights))
+    assert recorded_quick_gelu(weights) is None
+    (tmp_path / HF_CONFIG_NAME).write_text(json.dumps({"model_cfg": {"embed_dim": 512, "quick_gelu": True}}))
+    assert recorded_quick_gelu(weights) is True
+    tagged = tmp_path / "tagged.safetensors"
+    save_file({"w": torch.zeros(2)}, str(tagged), metadata={"quick_gelu": "false"})
+    assert recorded_quick_gelu(tagged) is False  # the file's own record comes first
+    (tmp_path / HF_CONFIG_NAME).write_text(json.dumps({"model_cfg": {"embed_dim": 512}}))
+    assert recorded_quick_gelu(weights) is None  # a config that does not say records nothing

@@ -109,18 +109,34 @@ class LoadedModel:
         return f"{self.arch}:{self.pretrained}"
 
 
+# The config OpenCLIP's Hugging Face repositories keep beside their weights files
+# (open_clip's push_to_hf_hub writes it; create_model_from_pretrained reads
+# "model_cfg" from it).
+HF_CONFIG_NAME = "open_clip_config.json"
+
+
 def recorded_quick_gelu(path: str | os.PathLike) -> bool | None:
-    """The QuickGELU flag a weights file records in its safetensors metadata
+    """The QuickGELU flag a weights file records: in its safetensors metadata
     (``quick_gelu``: ``"true"``/``"false"``, written by ``tvcore import`` when the
-    source told), or None: not recorded, or not a safetensors file."""
-    if Path(path).suffix not in SAFETENSORS_SUFFIXES:
-        return None
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            value = (fh.metadata() or {}).get("quick_gelu")
-    except Exception:  # unreadable here; load_state_dict reports it with its own message
-        return None
-    return {"true": True, "false": False}.get(str(value).lower())
+    source told), else in the ``model_cfg`` of an OpenCLIP Hugging Face config
+    beside it (:data:`HF_CONFIG_NAME`), or None: recorded in neither."""
+    value = None
+    if Path(path).suffix in SAFETENSORS_SUFFIXES:
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                value = (fh.metadata() or {}).get("quick_gelu")
+        except Exception:  # unreadable here; load_state_dict reports it with its own message
+            return None
+    flag = {"true": True, "false": False}.get(str(value).lower())
+    if flag is None:
+        config = Path(path).with_name(HF_CONFIG_NAME)
+        try:
+            model_cfg = json.loads(config.read_text()).get("model_cfg") or {} if config.is_file() else {}
+        except (OSError, ValueError, AttributeError):
+            model_cfg = {}
+        if isinstance(model_cfg, dict) and isinstance(model_cfg.get("quick_gelu"), bool):
+            flag = model_cfg["quick_gelu"]
+    return flag
 
 
 @dataclass(frozen=True)
@@ -296,7 +312,7 @@ def load_model(arch: str, pretrained: str | os.PathLike | None = None, *, device
             if weights_file is None and not _downloads_allowed(allow_download):
                 raise OfflineError(
                     f"OpenCLIP weights {name}:{text} are not in the local cache and tvcore does not download "
-                    f"by default; pass a local file instead (--weights /path/{name}-{text}.safetensors or "
+                    f"by default; pass a local file instead (--weights /path/open_clip_model.safetensors or "
                     "TVCORE_WEIGHTS), or set TVCORE_ALLOW_DOWNLOAD=1")
             if weights_file is None:
                 kwargs["pretrained"] = text
