@@ -103,6 +103,8 @@ def test_a_pool_served_run_never_records_its_vectors_as_trained_without_determin
     training = determinism["training"]["digits/rot90"]
     assert training["deterministic_algorithms"] == recorded.get("deterministic_algorithms")
     assert "pool entry" in training["from"]
+    # The pool writes the flags its entries were trained under.
+    assert recorded["deterministic_algorithms"] is True and training["from"] == "the pool entry's meta.json"
 
 
 def test_the_record_and_its_context_tell_one_determinism(make_context):

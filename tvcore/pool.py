@@ -41,7 +41,7 @@ from pathlib import Path
 
 from .checkpoints import load_state_dict, save_state_dict
 from .errors import CheckpointError
-from .finetune import Recipe, finetune
+from .finetune import Recipe, determinism_flags, finetune
 from .finetuned_sets import FinetunedSet
 from .models import ImageClassifier, LoadedModel, state_fingerprint
 from .tasks import TaskPool
@@ -208,7 +208,7 @@ class ModelPool:
         result = finetune(ImageClassifier(encoder, tasks.head(task_name)),
                           tasks.train_data(task_name, augment=recipe.augment, seed=recipe.seed), recipe,
                           device=self.device, checkpoint_dir=checkpoint_dir, checkpoint_every=self.checkpoint_every,
-                          progress=self.progress, desc=f"finetune {task_name}", workers=tasks.workers)
+                          progress=self.progress, desc=task_name, workers=tasks.workers)
         encoder.load_state_dict(self.pretrained_state)
         if result.resumed_from is not None:
             info.update(source="resumed", resumed_from_step=result.resumed_from)
@@ -218,7 +218,9 @@ class ModelPool:
                             {"format": POOL_FORMAT, "task": task_name, "key": key["hash"]})
             meta = {**key, "steps": result.steps, "seconds": result.seconds, "final_loss":
                     result.log[-1]["loss"] if result.log else None, "resumed_from": result.resumed_from,
-                    "accel": result.accel, "first_step_s": result.first_step_s}
+                    "accel": result.accel, "first_step_s": result.first_step_s,
+                    # The flags it was trained under, for the records of runs this entry serves.
+                    "determinism": determinism_flags()}
             from .results import write_json
 
             write_json(meta, entry / "meta.json")
