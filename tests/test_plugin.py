@@ -113,3 +113,22 @@ def test_seed_zero_is_gated_against_the_pooled_baseline(tmp_path):
     seed_runs(ci, "s", [0.50])
     with pytest.raises(pytest.fail.Exception, match=r"(?s)s: 1 metric\(s\) beyond tolerance.*acc: measured 0.5000"):
         ci.gate(ci.runs[("s", 0)])
+
+
+def test_a_session_without_gpu_on_a_machine_with_cuda_says_the_gpu_is_unused(pytester, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=0: "a test GPU")
+    pytester.makepyfile("def test_x():\n    pass\n")
+    res = pytester.runpytest("-p", "no:cacheprovider")
+    res.stdout.fnmatch_lines(["*CUDA is available (a test GPU) but unused*pass --gpu*"])
+
+
+def test_a_session_on_a_machine_without_cuda_says_nothing_of_it(pytester, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    pytester.makepyfile("def test_x():\n    pass\n")
+    res = pytester.runpytest("-p", "no:cacheprovider")
+    assert "CUDA is available" not in res.stdout.str()

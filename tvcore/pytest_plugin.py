@@ -79,6 +79,19 @@ def pytest_configure(config):
     _check_outputs(config)
 
 
+def pytest_report_header(config):
+    """Said at the start of the session: a GPU left unused by a session without
+    --gpu (the suites then run on the CPU, for hours on the real ones)."""
+    if config.getoption("gpu", default=False):
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        return (f"tvcore: CUDA is available ({torch.cuda.get_device_name(0)}) but unused: the suites run on the "
+                "CPU; pass --gpu to run them on it")
+    return None
+
+
 def _check_outputs(config) -> None:
     """Every folder the session would write to or read options from is checked
     now: a --results-dir that is a file must not cost a whole run's measurements."""
