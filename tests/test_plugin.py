@@ -132,3 +132,19 @@ def test_a_session_on_a_machine_without_cuda_says_nothing_of_it(pytester, monkey
     pytester.makepyfile("def test_x():\n    pass\n")
     res = pytester.runpytest("-p", "no:cacheprovider")
     assert "CUDA is available" not in res.stdout.str()
+
+
+def test_progress_bars_written_to_a_log_redraw_rarely(monkeypatch):
+    import io
+    import os
+
+    from tvcore.pytest_plugin import _paced_bars_off_a_terminal
+
+    monkeypatch.delenv("TQDM_MININTERVAL", raising=False)
+    monkeypatch.setattr("sys.stderr", io.StringIO())  # a log, not a terminal
+    with _paced_bars_off_a_terminal(30):
+        assert os.environ["TQDM_MININTERVAL"] == "30"
+    assert "TQDM_MININTERVAL" not in os.environ
+    monkeypatch.setenv("TQDM_MININTERVAL", "1")  # the user's own choice wins
+    with _paced_bars_off_a_terminal(30):
+        assert os.environ["TQDM_MININTERVAL"] == "1"

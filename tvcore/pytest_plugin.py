@@ -17,6 +17,7 @@ a summary table and each experiment's tables are printed.
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,21 @@ def pytest_report_header(config):
         return (f"tvcore: CUDA is available ({torch.cuda.get_device_name(0)}) but unused: the suites run on the "
                 "CPU; pass --gpu to run them on it")
     return None
+
+
+@contextmanager
+def _paced_bars_off_a_terminal(seconds: float = 30.0):
+    """Progress bars written to a log rather than a terminal (CI) redraw at most
+    every ``seconds`` (tqdm's TQDM_MININTERVAL, unless the user set it): a log keeps
+    each bar's start and end, not hundreds of redraws."""
+    if sys.stderr.isatty() or "TQDM_MININTERVAL" in os.environ:
+        yield
+        return
+    os.environ["TQDM_MININTERVAL"] = str(seconds)
+    try:
+        yield
+    finally:
+        os.environ.pop("TQDM_MININTERVAL", None)
 
 
 def _check_outputs(config) -> None:
@@ -172,7 +188,7 @@ class Runs:
         if not self.options.progress or capture is None or terminal is None:
             yield
             return
-        with capture.global_and_fixture_disabled():
+        with capture.global_and_fixture_disabled(), _paced_bars_off_a_terminal():
             terminal.write_line(f"tvcore: {what}")
             yield
 
