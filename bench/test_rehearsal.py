@@ -63,9 +63,13 @@ def test_rehearsal_writes_a_complete_record_and_report(name, rehearsal_setup, tv
     key, error = repr(suite.recipe), None
     try:
         if key not in contexts:  # the paper suites share their eight fine-tuned vectors
+            # On the generated trees, images are decoded in the main process: the paper's
+            # recipe decodes random crops every step, and starting worker processes for
+            # each 4-step fine-tune would cost more than the decoding of 32 tiny images.
             contexts[key] = context_for(suite, device=tvcore_options.device, data_root=str(data_root),
                                         weights=tvcore_options.weights, progress=False, rehearsal=True, model=model,
-                                        results_dir=str(results))
+                                        results_dir=str(results),
+                                        workers=0 if model is not None else tvcore_options.workers)
         record, path = run_and_record(suite, contexts[key], suite.name, results)
     except TvcoreError as exc:  # a wrong tree, class or weights file: one line, not a traceback
         error = f"{name}: {one_line(exc)}"
