@@ -99,7 +99,7 @@ def test_a_pool_served_run_never_records_its_vectors_as_trained_without_determin
     assert evaluation["at_end"]["deterministic_algorithms"] is False
     # Training: what the pool entry's meta.json says, or unknown; never this process's flags.
     meta = json.loads((Path(ctx.pool.provenance["digits/rot90"]["path"]).parent / "meta.json").read_text())
-    recorded = meta.get("determinism") or (meta.get("accel") or {}).get("determinism") or {}
+    recorded = meta["determinism"]
     training = determinism["training"]["digits/rot90"]
     assert training["deterministic_algorithms"] == recorded.get("deterministic_algorithms")
     assert "pool entry" in training["from"]

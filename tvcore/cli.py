@@ -335,10 +335,10 @@ def _run(args) -> int:
             check_output(os.path.join(args.results_dir, case + suffix), what="result file")
     failed = 0
     for seed, case in cases.items():
-        ctx = context_for(suite, device=device, data_root=args.data_root, weights=args.weights,
-                          progress=not args.quiet, seed=seed, results_dir=args.results_dir,
-                          rehearsal=args.rehearsal, quick_gelu=args.quick_gelu,
-                          **context_options(args.workers, args.pool, args.fresh, args.finetuned))
+        options = dict(device=device, data_root=args.data_root, weights=args.weights, progress=not args.quiet,
+                       seed=seed, results_dir=args.results_dir, rehearsal=args.rehearsal, quick_gelu=args.quick_gelu,
+                       **context_options(args.workers, args.pool, args.fresh, args.finetuned))
+        ctx = context_for(suite, **options)
         ctx.evaluator.set_precision(args.precision)
         if args.plan:
             from .plan import plan_suite
@@ -348,11 +348,7 @@ def _run(args) -> int:
         if args.jobs > 1:
             from .parallel import train_entries
 
-            train_entries(suite, dict(device=device, data_root=args.data_root, weights=args.weights, seed=seed,
-                                      results_dir=args.results_dir, rehearsal=args.rehearsal,
-                                      quick_gelu=args.quick_gelu,
-                                      **context_options(args.workers, args.pool, args.fresh, args.finetuned)),
-                          jobs=args.jobs, ctx=ctx)
+            train_entries(suite, options, jobs=args.jobs, ctx=ctx)  # workers build their contexts from options
         record, path = run_and_record(suite, ctx, case, args.results_dir, seed)
         print(report.render(record))
         print(quick_gelu_line(record))

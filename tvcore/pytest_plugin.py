@@ -235,17 +235,22 @@ class Runs:
         self.spread.add(run.suite_name)
         return run
 
-    def context(self, suite, seed: int):
+    def context_options(self, suite, seed: int) -> dict:
+        """The keyword arguments of :func:`tvcore.experiments.context_for` for this
+        session's run of ``suite`` with ``seed`` (also what --jobs workers build theirs from)."""
         from .cli import context_options
+
+        o = self.options
+        return dict(device=o.device, data_root=o.data_root, weights=o.weights, progress=o.progress, seed=seed,
+                    results_dir=str(o.results_dir), quick_gelu=o.quick_gelu if suite.model is None else None,
+                    **context_options(o.workers, o.pool, o.fresh, o.finetuned))
+
+    def context(self, suite, seed: int):
         from .experiments import context_for
 
         key = (repr(suite.model), repr(suite.recipe), seed)
         if key not in self.contexts:
-            o = self.options
-            self.contexts[key] = context_for(suite, device=o.device, data_root=o.data_root, weights=o.weights,
-                                             progress=o.progress, seed=seed, results_dir=str(o.results_dir),
-                                             quick_gelu=o.quick_gelu if suite.model is None else None,
-                                             **context_options(o.workers, o.pool, o.fresh, o.finetuned))
+            self.contexts[key] = context_for(suite, **self.context_options(suite, seed))
         return self.contexts[key]
 
     def run(self, name: str, seed: int | None = None) -> CaseRun:
@@ -266,15 +271,9 @@ class Runs:
             with user_errors_fail(case), self.visible(f"running {case}"):
                 ctx = self.context(suite, seed)
                 if self.options.jobs > 1:
-                    from .cli import context_options
                     from .parallel import train_entries
 
-                    o = self.options
-                    train_entries(suite, dict(device=o.device, data_root=o.data_root, weights=o.weights, seed=seed,
-                                              results_dir=str(o.results_dir),
-                                              quick_gelu=o.quick_gelu if suite.model is None else None,
-                                              **context_options(o.workers, o.pool, o.fresh, o.finetuned)),
-                                  jobs=o.jobs, ctx=ctx)
+                    train_entries(suite, self.context_options(suite, seed), jobs=self.options.jobs, ctx=ctx)
                 record, path = run_and_record(suite, ctx, case, self.options.results_dir, seed)
             self.runs[(name, seed)] = CaseRun(case, seed, record, path, record["timings"]["case_s"], suite=name)
         return self.runs[(name, seed)]

@@ -77,7 +77,11 @@ class TaskPool:
     _used: dict = field(default_factory=dict, init=False, repr=False)
 
     def task(self, name: str) -> TaskData:
+        """The task, loaded once; noted as used by the current run (:meth:`take_used`)."""
         self._used[name] = None
+        return self._loaded(name)
+
+    def _loaded(self, name: str) -> TaskData:
         if name not in self._tasks:
             task = load_task(name, self.data_root)
             if self.max_per_split:
@@ -107,7 +111,7 @@ class TaskPool:
     def describe(self, name: str) -> dict:
         """What a record says about a task: its reader, sizes, class count and the
         fingerprint of what its head was built from (split hashes are recorded apart)."""
-        info = {k: v for k, v in datasets.describe(self.task(name)).items() if k != "fingerprints"}
+        info = {k: v for k, v in datasets.describe(self._loaded(name)).items() if k != "fingerprints"}
         return {**info, "capped_at": self.max_per_split}
 
     def batches(self, name: str, split: str):

@@ -534,11 +534,16 @@ def addition_verdict(record: Mapping, reference: Mapping = references.ADDITION_B
 OWN_LAYOUTS = (None, "tvcore")
 
 
+def _finetuned_layout(record: Mapping) -> str | None:
+    """The layout ``--finetuned`` read for the record (None: tvcore fine-tuned)."""
+    return ((record.get("context") or {}).get("finetuned_set") or {}).get("layout")
+
+
 def checkpoint_set(record: Mapping, sets: Mapping = references.MERGING_B32) -> tuple[str, Mapping]:
     """The published checkpoint set a merging record's figures are compared with:
     the one whose layouts include the layout ``--finetuned`` read (the record's
     ``context.finetuned_set``), set "A" for tvcore's own fine-tunes."""
-    layout = ((record.get("context") or {}).get("finetuned_set") or {}).get("layout")
+    layout = _finetuned_layout(record)
     for key, ref in sets.items():
         if layout in ref["layouts"]:
             return key, ref
@@ -574,7 +579,7 @@ def merging_verdict(record: Mapping, sets: Mapping = references.MERGING_B32,
     arithmetic measurably above the pre-trained model on average, and TSV-M above
     task arithmetic (every set that publishes both shows a 12-15 point gap)."""
     key, ref = checkpoint_set(record, sets)
-    own = ((record.get("context") or {}).get("finetuned_set") or {}).get("layout") in OWN_LAYOUTS
+    own = _finetuned_layout(record) in OWN_LAYOUTS
     tasks = list((record.get("config") or {}).get("tasks") or [])
     methods = list((record.get("config") or {}).get("methods") or [])
     notes = [f"checkpoint set {key}: {ref['name']}" + (" (compared with tvcore's own fine-tunes of the paper's "

@@ -174,7 +174,7 @@ class Context:
         meta_path = Path(info["path"]).parent / "meta.json" if info.get("path") and info["source"] == "pool" else None
         if meta_path is not None and meta_path.is_file():
             meta = json.loads(meta_path.read_text())
-            flags = meta.get("determinism") or (meta.get("accel") or {}).get("determinism")
+            flags = meta.get("determinism")  # written by the pool since it records them
             if flags:
                 return {**flags, "from": "the pool entry's meta.json"}
         where = {"pool": "the pool entry's meta.json does not record it",
@@ -198,7 +198,6 @@ class Context:
         decided = self.pool.loaded.info
         model["quick_gelu"] = {"value": decided.get("quick_gelu"), "source": strip(decided.get("quick_gelu_source"))}
         tasks = {name: self.tasks.describe(name) for name in self.tasks.take_used()}
-        self.tasks.take_used()  # describing asked for them again
         # Where a vector came from; the pool's own paths stay out (its key names the entry).
         used = [name for name in self._used if name in self.pool.provenance]
         vectors = {name: {k: strip(v) for k, v in self.pool.provenance[name].items()
