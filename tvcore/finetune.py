@@ -230,6 +230,17 @@ class FinetuneResult:
     # where the pixels were, how often the log was read. See :func:`resolve_speed`.
     accel: dict = field(default_factory=dict)
     first_step_s: float | None = None  # seconds to the end of the first step (compilation included)
+    # Seconds to the end of step WARM_STEPS (compilation and CUDA graph recording
+    # included) and to the end of the last step (the last log read waits for it).
+    warm_s: float | None = None
+    loop_s: float | None = None
+
+    def steady_step_s(self) -> float | None:
+        """Seconds per step after the first :data:`WARM_STEPS` (None for a shorter run)."""
+        done = self.steps - (self.resumed_from or 0)
+        if self.warm_s is None or self.loop_s is None or done <= WARM_STEPS:
+            return None
+        return (self.loop_s - self.warm_s) / (done - WARM_STEPS)
 
 
 def _distributed() -> tuple[int, int]:
@@ -296,6 +307,11 @@ def _fits_on_device(nbytes: int, device: torch.device, fraction: float) -> bool:
         return True
     free, _ = torch.cuda.mem_get_info(device)
     return nbytes <= fraction * free
+
+
+# Steps after which a run is at its steady pace: the first compiles, CUDA graph
+# trees warm up on the next and record on the one after.
+WARM_STEPS = 3
 
 
 class _Log:
@@ -402,7 +418,7 @@ def finetune(model: ImageClassifier, train_data: torch.utils.data.Dataset, recip
 
         attention = lambda: sdpa_kernel(SDPBackend.MATH)  # noqa: E731
     stats = _Log(log, accel.log_every, device)
-    first_step_s = None
+    first_step_s = warm_s = None
 
     def step_loss(fwd, images, labels):
         with attention(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -445,6 +461,10 @@ def finetune(model: ImageClassifier, train_data: torch.utils.data.Dataset, recip
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             first_step_s = time.perf_counter() - t0
+        if step + 1 - start == WARM_STEPS:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            warm_s = time.perf_counter() - t0
         if not stats.pending:
             bar.set_postfix(loss=f"{log[-1]['loss']:.4f}", lr=f"{lr:.2e}")
         done = step + 1
@@ -452,6 +472,7 @@ def finetune(model: ImageClassifier, train_data: torch.utils.data.Dataset, recip
             stats.flush()
             _save_checkpoint(ckpt, encoder, optimizer, done, recipe, log)
     stats.flush()
+    loop_s = time.perf_counter() - t0
     bar.close()
     model.eval()
     state = {k: v.detach().to("cpu").clone() for k, v in encoder.state_dict().items()}
@@ -461,4 +482,4 @@ def finetune(model: ImageClassifier, train_data: torch.utils.data.Dataset, recip
               "attention": "math (deterministic)" if accel.math_attention else "default",
               "pixels": "device-resident uint8" if resident else "loader",
               "autocast": "bf16" if use_amp else "off", "log_every": accel.log_every}
-    return FinetuneResult(state, log, end, seconds, resumed, record, first_step_s)
+    return FinetuneResult(state, log, end, seconds, resumed, record, first_step_s, warm_s, loop_s)

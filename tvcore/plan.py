@@ -10,12 +10,17 @@ plan follows the experiment's real schedule (every sweep point, every Table 1
 row) without reading the experiment's code twice. The times are then measured on
 the suite's model: fine-tuning steps at the recipe's batch, evaluation batches at
 the evaluator's batch and precision, and the decoding of a few images into the
-cache. Compilation (CUDA graphs for long CUDA runs) is not timed: the prediction
-uses eager steps, an upper bound where compilation holds.
+cache. Steps are timed the way the run will take them (:func:`tvcore.finetune.resolve_speed`
+for the suite's step count: CUDA graphs for long CUDA runs), after their warm-up;
+what compiling costs is timed too, for the first fine-tune of the process and for
+a second (whose compiled code is reused), and counted once per fine-tune. A recipe
+that decodes its images every step (random crops) takes at least the time its
+decode workers need for a batch.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,7 +32,8 @@ import torch
 from .data.cache import PixelTransform, _default_root, cache_key
 from .pool import ENCODER_FILE
 
-TIMED_STEPS = 3  # fine-tuning steps timed after a first (warm-up) step
+TIMED_STEPS = 3  # fine-tuning steps timed after the warm-up steps (eager)
+TIMED_STEPS_COMPILED = 10  # the same, when the run compiles (a replayed CUDA graph step is short)
 DECODED = 4  # images decoded to time the cache build
 
 
@@ -39,7 +45,11 @@ class Plan:
     evaluated: dict[tuple[str, str], int] = field(default_factory=dict)  # (task, split) -> images over all passes
     cache: dict[tuple[str, str], dict] = field(default_factory=dict)  # (task, split) -> images, bytes, cached
     load_model_s: float = 0.0
-    step_s: float | None = None  # seconds per fine-tuning step, eager
+    step_s: float | None = None  # seconds per fine-tuning step on the device, at the steady pace
+    compile: str = "off"  # how the run's fine-tunes are compiled ("off", "compile", "cudagraphs")
+    compile_first_s: float = 0.0  # warm-up seconds beyond the steady pace: the process's first fine-tune
+    compile_again_s: float = 0.0  # the same for each later fine-tune
+    augment_batch: int = 0  # batch of a recipe that decodes every step (0: cached pixels)
     eval_image_s: float | None = None  # seconds per evaluated image
     decode_image_s: float | None = None  # seconds per image decoded into the cache, per worker
     workers: int = 0
@@ -62,9 +72,26 @@ class Plan:
     def images_to_decode(self) -> int:
         return sum(c["images"] for c in self.cache.values() if not c["cached"])
 
+    @property
+    def train_step_s(self) -> float:
+        """Seconds per fine-tuning step of the run: the device's step, or, for a
+        recipe decoding every step, the decoding of a batch where that is slower
+        (spread over the workers, which prepare batches while the device trains;
+        without workers the two add up)."""
+        step = self.step_s or 0.0
+        if not self.augment_batch or self.decode_image_s is None:
+            return step
+        decode = self.augment_batch * self.decode_image_s
+        return max(step, decode / self.workers) if self.workers else step + decode
+
+    @property
+    def compile_s(self) -> float:
+        trained = sum(1 for f in self.finetunes if f["steps"])
+        return self.compile_first_s + max(0, trained - 1) * self.compile_again_s if trained else 0.0
+
     def predicted_s(self) -> dict[str, float]:
         parts = {"load_model": self.load_model_s,
-                 "finetune": self.steps * (self.step_s or 0.0),
+                 "finetune": self.steps * self.train_step_s + self.compile_s,
                  "evaluate": self.images_evaluated * (self.eval_image_s or 0.0),
                  "cache_build": self.images_to_decode * (self.decode_image_s or 0.0) / max(1, self.workers)}
         return {**parts, "total": sum(parts.values())}
@@ -73,8 +100,10 @@ class Plan:
         return {"suite": self.suite, "device": self.device, "finetunes": self.finetunes,
                 "finetune_steps": self.steps, "images_evaluated": self.images_evaluated,
                 "pixel_cache_bytes": self.cache_bytes, "images_to_decode": self.images_to_decode,
-                "step_s": self.step_s, "eval_image_s": self.eval_image_s, "decode_image_s": self.decode_image_s,
-                "predicted_s": self.predicted_s()}
+                "step_s": self.step_s, "train_step_s": self.train_step_s, "compile": self.compile,
+                "compile_s": {"first": self.compile_first_s, "again": self.compile_again_s, "total": self.compile_s},
+                "eval_image_s": self.eval_image_s, "decode_image_s": self.decode_image_s,
+                "workers": self.workers, "predicted_s": self.predicted_s()}
 
     def render(self) -> str:
         trained = [f for f in self.finetunes if f["steps"]]
@@ -89,7 +118,12 @@ class Plan:
             f"pixel cache: {_size(self.cache_bytes)} over {len(self.cache)} splits; {self.images_to_decode:,} "
             "images to decode",
             "timed here: " + ", ".join(s for s in (
-                f"{self.step_s:.3f} s per fine-tuning step (eager)" if self.step_s is not None else None,
+                f"{self.step_s:.3f} s per fine-tuning step ({'eager' if self.compile == 'off' else self.compile})"
+                if self.step_s is not None else None,
+                f"compiling {self.compile_first_s:.0f} s, then {self.compile_again_s:.0f} s a fine-tune"
+                if self.compile != "off" else None,
+                f"decoding a batch of {self.augment_batch} every step: {self.train_step_s:.3f} s per step with "
+                f"{self.workers} workers" if self.augment_batch and self.decode_image_s is not None else None,
                 f"{1 / self.eval_image_s:,.0f} images/s evaluated" if self.eval_image_s else None,
                 f"{1e3 * self.decode_image_s:.1f} ms per image decoded" if self.decode_image_s is not None else None,
             ) if s),
@@ -191,25 +225,43 @@ def _row_bytes(split, pixels: PixelTransform) -> int:
 # ------------------------------------------------------------------ timing
 
 
-def _time_steps(plan: Plan, ctx, recipe) -> None:
+def _time_steps(plan: Plan, ctx, recipe, total_steps: int) -> None:
+    """Time fine-tuning steps at ``recipe``'s batch with the features a run of
+    ``total_steps`` steps resolves to on this device, and, where that compiles, the
+    compilation of a first and of a second fine-tune."""
     import copy
 
-    from .finetune import finetune
+    from .finetune import WARM_STEPS, Speed, finetune, resolve_speed
     from .models import ClassificationHead, ImageClassifier
 
     loaded = ctx.pool.loaded
     encoder = copy.deepcopy(loaded.image_encoder)
     shape = _input_shape(loaded)
     with torch.no_grad():
-        width = encoder(torch.zeros(1, *shape)).shape[-1]
+        width = encoder(torch.zeros(1, *shape, device=next(encoder.parameters()).device)).shape[-1]
     gen = torch.Generator().manual_seed(0)
     head = ClassificationHead(torch.nn.functional.normalize(torch.randn(10, width, generator=gen), dim=-1))
     batch = recipe.batch_size
-    data = torch.utils.data.TensorDataset(torch.randn(batch, *shape, generator=gen),
-                                          torch.randint(0, 10, (batch,), generator=gen))
-    timed = recipe.with_(steps=1 + TIMED_STEPS, epochs=None, warmup_steps=1)
-    result = finetune(ImageClassifier(encoder, head), data, timed, device=ctx.device, progress=False)
-    plan.step_s = (result.seconds - result.first_step_s) / TIMED_STEPS
+    device = torch.device(ctx.device)
+    accel = resolve_speed(Speed(), device, True, total_steps)
+    plan.compile = accel.compile
+    timed_steps = TIMED_STEPS if accel.compile == "off" else TIMED_STEPS_COMPILED
+    timed = recipe.with_(steps=WARM_STEPS + timed_steps, epochs=None, warmup_steps=1)
+    with tempfile.TemporaryDirectory(prefix="tvcore-plan-") as tmp:
+        # The device's step alone, as a cached split trains (uint8 pixels normalized on
+        # the device); what decoding adds is counted apart (Plan.train_step_s).
+        data = _random_cached_split(Path(tmp), batch, shape, PixelTransform.of(loaded.preprocess_val), gen)
+        result = finetune(ImageClassifier(encoder, head), data, timed, device=device, progress=False, speed=accel)
+        plan.step_s = result.steady_step_s()
+        if accel.compile != "off":
+            plan.compile_first_s = max(0.0, result.warm_s - WARM_STEPS * plan.step_s)
+            # A pool's later entries: a new classifier of the same model in this process.
+            again = finetune(ImageClassifier(copy.deepcopy(loaded.image_encoder), head), data,
+                             timed.with_(steps=WARM_STEPS + 1), device=device, progress=False, speed=accel)
+            plan.compile_again_s = max(0.0, again.warm_s - WARM_STEPS * plan.step_s)
+        data.cache.close()
+    if recipe.augment:
+        plan.augment_batch = batch
 
     # Evaluation: two passes over a few batches at the evaluator's batch and precision.
     from .evaluate import run_classifier
@@ -222,6 +274,19 @@ def _time_steps(plan: Plan, ctx, recipe) -> None:
     t0 = time.perf_counter()
     run_classifier(clf, batches, ctx.device, precision=ctx.evaluator.precision)
     plan.eval_image_s = (time.perf_counter() - t0) / (2 * size)
+
+
+def _random_cached_split(directory: Path, n: int, shape: tuple[int, int, int], pixels: PixelTransform,
+                         gen: torch.Generator):
+    """A cached training split of ``n`` random uint8 images (a file in ``directory``)."""
+    from .data.cache import PixelCache
+    from .data.loaders import CachedTrain
+
+    path = directory / "timing.u8"
+    images = torch.randint(0, 256, (n, *shape), generator=gen, dtype=torch.uint8)
+    path.write_bytes(images.numpy().tobytes())
+    labels = torch.randint(0, 10, (n,), generator=gen).numpy()
+    return CachedTrain(PixelCache(path, (n, *shape), labels, pixels), 0)
 
 
 def _input_shape(loaded) -> tuple[int, int, int]:
@@ -285,9 +350,10 @@ def plan_suite(suite, ctx) -> Plan:
     plan = count_suite(suite, ctx)
     trained = [f for f in plan.finetunes if f["steps"]]
     if trained:
-        _time_steps(plan, ctx, ctx.recipe.with_(batch_size=max(f["batch"] for f in trained)))
+        _time_steps(plan, ctx, ctx.recipe.with_(batch_size=max(f["batch"] for f in trained)),
+                    max(f["steps"] for f in trained))
     else:
-        _time_steps(plan, ctx, ctx.recipe.with_(steps=1 + TIMED_STEPS))
+        _time_steps(plan, ctx, ctx.recipe.with_(steps=1 + TIMED_STEPS), 1 + TIMED_STEPS)
     _time_decoding(plan, ctx)
     ctx.timings["predicted"] = plan.predicted_s()
     return plan

@@ -25,4 +25,4 @@ if ! python3 -c "import open_clip" 2>/dev/null; then
 fi
 export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
-exec timeout 470 python3 bench/gpu/run.py "$@"
+exec timeout 500 python3 bench/gpu/run.py "$@"

@@ -310,6 +310,12 @@ class PixelCache:
     def nbytes(self) -> int:
         return int(np.prod(self.shape))
 
+    def close(self) -> None:
+        """Close this process's descriptor (a later read opens it again)."""
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd = self._pid = None
+
     def _file(self) -> int:
         # One descriptor per process: a DataLoader worker opens its own.
         if self._fd is None or self._pid != os.getpid():
