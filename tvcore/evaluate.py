@@ -20,7 +20,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
 
 from .errors import DatasetError
 
@@ -157,7 +156,9 @@ def _as_array(x) -> np.ndarray:
 
 def confusion_matrix(labels, preds, num_classes: int) -> np.ndarray:
     """Rows are true classes, columns predicted classes."""
-    return _sk_confusion_matrix(_as_array(labels), _as_array(preds), labels=list(range(num_classes)))
+    from sklearn.metrics import confusion_matrix  # on first use: importing sklearn takes a second
+
+    return confusion_matrix(_as_array(labels), _as_array(preds), labels=list(range(num_classes)))
 
 
 @dataclass

@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy.stats import binomtest, chi2
 
 EXACT = "exact McNemar (binomial; one image per case)"
 CLUSTERED = "clustered McNemar (Durkalski et al. 2003; cases as units)"
@@ -62,6 +61,8 @@ def _case_index(cases, n: int) -> np.ndarray:
 def clustered_mcnemar(correct_a, correct_b, cases=None) -> PairedTest:
     """Durkalski's clustered McNemar test (two-sided) of 'a and b are equally
     accurate', cases as units. Without ``cases`` every image is its own case."""
+    from scipy.stats import chi2  # scipy on first use, not at every tvcore start
+
     a, b = _bools(correct_a, correct_b)
     idx = _case_index(cases, a.size)
     d = np.bincount(idx, weights=(a & ~b).astype(float) - (~a & b).astype(float))
@@ -74,6 +75,8 @@ def exact_mcnemar(correct_a, correct_b) -> PairedTest:
     """Exact (binomial) McNemar test of two models' per-image correctness on the
     same test set, every image its own case: two-sided p-value for 'both are
     equally accurate'."""
+    from scipy.stats import binomtest
+
     a, b = _bools(correct_a, correct_b)
     only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
     n = only_a + only_b

@@ -43,7 +43,6 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Mapping, Sequence
 
-from scipy.stats import norm
 
 from . import references
 from .errors import RecordError
@@ -65,6 +64,8 @@ SIDES = {
 def sidak_z(family: int, alpha: float = ALPHA, two_sided: bool = True) -> float:
     """The normal quantile that keeps the chance of any false contradiction among
     ``family`` independent checks at ``alpha`` (Sidak)."""
+    from scipy.stats import norm  # scipy on first use, not at every tvcore start
+
     if family < 1:
         raise ValueError("a family needs at least one check")
     each = 1.0 - (1.0 - alpha) ** (1.0 / family)
@@ -176,6 +177,8 @@ def judge(claims: Sequence[Claim], alpha: float = ALPHA) -> list[Check]:
     """Give each claim its z: one-sided ``alpha`` for reproduced; for contradicted,
     Sidak over the asserted claims (two-sided for 'within'). Reported claims get
     the same z, so their words read like the asserted ones."""
+    from scipy.stats import norm
+
     m = max(1, sum(c.asserted for c in claims))
     z2, z1 = sidak_z(m, alpha, True), sidak_z(m, alpha, False)
     zr = float(norm.isf(alpha))

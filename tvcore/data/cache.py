@@ -328,6 +328,14 @@ class PixelCache:
         out = torch.empty((max(0, stop - start), *self.row_shape), dtype=torch.uint8)
         if torch.utils.data.get_worker_info() is not None:
             out.share_memory_()  # read straight into what the worker hands to the main process
+        return self.read_into(start, out)
+
+    def read_into(self, start: int, out: torch.Tensor) -> torch.Tensor:
+        """Rows ``start:start + len(out)`` read into ``out`` (a contiguous uint8 CPU
+        tensor of whole rows, pinned memory say), in one read; ``out`` is returned."""
+        if start < 0 or start + len(out) > len(self) or tuple(out.shape[1:]) != tuple(self.row_shape):
+            raise ValueError(f"rows {start}:{start + len(out)} of shape {tuple(out.shape[1:])} are not in "
+                             f"{self.path} ({len(self)} rows of {tuple(self.row_shape)})")
         if out.numel():
             row = int(np.prod(self.row_shape))
             buf = memoryview(out.numpy()).cast("B")

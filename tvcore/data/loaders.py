@@ -54,23 +54,66 @@ def worker_context(workers: int):
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
-def _pinned(device: torch.device) -> bool:
-    return device.type == "cuda"
+# Evaluation splits kept on a CUDA device after their first pass take together at
+# most this fraction of its memory (ImageNet's 50,000 validation images at 224 px
+# are 7.5 GB of uint8: a quarter of an 80 GB device holds them and the eight tasks').
+RESIDENT_EVAL_FRACTION = 0.25
+_resident_eval_bytes: dict[str, int] = {}  # device -> bytes held by resident splits
+
+
+def fits_resident(nbytes: int, held: int, free: int, total: int) -> bool:
+    """Whether a split of ``nbytes`` may stay on a device of ``total`` bytes with
+    ``free`` free, where resident splits already hold ``held``."""
+    return held + nbytes <= RESIDENT_EVAL_FRACTION * total and nbytes <= free / 2
 
 
 class EvalLoader:
     """Iterates ``(normalized float images, labels)`` batches of a cached split, both
-    on ``device``; iterate it again for another model (each alpha of a sweep)."""
+    on ``device``; iterate it again for another model (each alpha of a sweep).
+
+    On CUDA a reader thread copies each batch's rows from the cache file straight
+    into pinned memory (one host copy), which goes to the device without blocking;
+    and a split that fits within
+    :data:`RESIDENT_EVAL_FRACTION` of the device's memory (all resident splits
+    together, and at most half of what is free) stays there as uint8 after its first
+    pass, so every later pass of a sweep reads no host memory at all
+    (``resident=False`` turns that off)."""
 
     PREFETCH = 2  # batches read ahead of the model
 
-    def __init__(self, cache: PixelCache, device: str | torch.device = "cpu", batch_size: int = 256):
+    def __init__(self, cache: PixelCache, device: str | torch.device = "cpu", batch_size: int = 256,
+                 resident: bool = True):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.cache = cache
         self.device = torch.device(device)
         self.batch_size = batch_size
+        self.resident = resident
         self._batches = _CachedBatches(cache, batch_size)
+        self._kept: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    @property
+    def on_device(self) -> bool:
+        """Whether the split's pixels are held on the device (after a first pass)."""
+        return self._kept is not None
+
+    def release(self) -> None:
+        """Free the device copy of the split (a later pass reads the cache again)."""
+        if self._kept is not None:
+            _resident_eval_bytes[str(self.device)] -= self.cache.nbytes
+            self._kept = None
+
+    def __del__(self):
+        try:
+            self.release()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+    def _may_keep(self) -> bool:
+        if not self.resident or self.device.type != "cuda":
+            return False
+        free, total = torch.cuda.mem_get_info(self.device)
+        return fits_resident(self.cache.nbytes, _resident_eval_bytes.get(str(self.device), 0), free, total)
 
     def __len__(self) -> int:
         return len(self._batches)
@@ -86,12 +129,35 @@ class EvalLoader:
 
     def raw(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches as uint8 pixels on the device, before normalization."""
-        pin = _pinned(self.device)
+        if self._kept is not None:
+            yield from self._kept
+            return
+        keep = self._may_keep()
+        kept = []
+        for pixels, labels in self._read():
+            if keep:
+                kept.append((pixels, labels))
+            yield pixels, labels
+        if keep and len(kept) == len(self) and self._kept is None:  # a whole pass, not one left halfway
+            self._kept = kept
+            _resident_eval_bytes[str(self.device)] = _resident_eval_bytes.get(str(self.device), 0) + self.cache.nbytes
 
-        def read(b: int) -> tuple[torch.Tensor, torch.Tensor]:
-            pixels, labels = self._batches[b]
-            return (pixels.pin_memory(), labels.pin_memory()) if pin else (pixels, labels)
+    def _read_pinned(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """CUDA: batch ``b``'s rows read straight into pinned memory (one host copy),
+        so its copy to the device need not block. The pinned blocks come from
+        torch's caching host allocator, which hands a block out again only once the
+        copy out of it has run, so after the first batches nothing is allocated."""
+        start = b * self.batch_size
+        k = min(len(self.cache), start + self.batch_size) - start
+        pixels = torch.empty((k, *self.cache.row_shape), dtype=torch.uint8, pin_memory=True)
+        self.cache.read_into(start, pixels)
+        labels = torch.from_numpy(np.asarray(self.cache.labels[start:start + k], dtype=np.int64))
+        return pixels, labels.pin_memory()
 
+    def _read(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches on the device, each read a batch or two ahead by a reader
+        thread (the read releases the GIL)."""
+        read = self._read_pinned if self.device.type == "cuda" else self._batches.__getitem__
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tvcore-read") as reader:
             ahead = deque(reader.submit(read, b) for b in range(min(self.PREFETCH, len(self))))
             following = len(ahead)
