@@ -181,3 +181,23 @@ def test_run_classifier_returns_every_row_in_loader_order(sized):
 def test_run_classifier_names_an_empty_loader():
     with pytest.raises(DatasetError, match="no batches"):
         run_classifier(_Linear(), [])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_confusion_matrix_is_sklearns_with_the_class_range_as_labels(seed):
+    from sklearn.metrics import confusion_matrix as sklearn_confusion
+
+    from tvcore.evaluate import confusion_matrix
+
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(2, 12))
+    labels, preds = rng.integers(-1, k + 1, 500), rng.integers(-1, k + 1, 500)  # some outside the classes
+    ours = confusion_matrix(labels, preds, k)
+    assert np.array_equal(ours, sklearn_confusion(labels, preds, labels=list(range(k))))
+
+
+def test_confusion_matrix_refuses_labels_and_predictions_of_other_lengths():
+    from tvcore.evaluate import confusion_matrix
+
+    with pytest.raises(ValueError, match="3 labels but 2 predictions"):
+        confusion_matrix([0, 1, 1], [0, 1], 2)

@@ -42,6 +42,7 @@ import argparse
 import copy
 import json
 import os
+import pstats
 import subprocess
 import sys
 import tempfile
@@ -255,7 +256,8 @@ def tvcore_eval(model, cache, batch: int, device: torch.device, precision: str =
             "precision": eval_precision(precision, device), "images": len(cache)}
 
 
-def tvcore_eval_end_to_end(loaded, arch: str, images: int, device: torch.device, work: Path) -> dict:
+def tvcore_eval_end_to_end(loaded, arch: str, images: int, device: torch.device, work: Path,
+                           profile_dir: Path | None = None) -> dict:
     """``tvcore eval MNIST`` on a generated tree of ``images`` test images and a
     random weights file: wall seconds of a first run (cache built) and a second."""
     from fixtures.fake_trees import write_mnist_idx
@@ -269,10 +271,13 @@ def tvcore_eval_end_to_end(loaded, arch: str, images: int, device: torch.device,
     subprocess.run([sys.executable, "-c", f"import torch; torch.zeros(1, device={device.type!r}).sum().item()"],
                    check=True, env=env)
     out = {"python_torch_device_start_s": time.perf_counter() - t0}
-    for run in ("first", "cached"):
-        cmd = [sys.executable, "-m", "tvcore", "eval", "MNIST", "--data-root", str(root), "--arch", arch,
-               "--weights", str(weights), "--device", device.type, "--results-dir", str(work / f"results-{run}"),
-               "--quiet", "--name", "eval-MNIST-test"]
+    # The first run builds the cache; "cached" is the figure; the two profiled runs
+    # (cProfile, main process only) say where a run's seconds go, in profile_dir.
+    for run, profiled in (("first", True), ("cached", False), ("cached_profiled", True)):
+        cmd = [sys.executable] + (["-m", "cProfile", "-o", str(work / f"{run}.prof")] if profiled else [])
+        cmd += ["-m", "tvcore", "eval", "MNIST", "--data-root", str(root), "--arch", arch,
+                "--weights", str(weights), "--device", device.type, "--results-dir", str(work / f"results-{run}"),
+                "--quiet", "--name", "eval-MNIST-test"]
         cmd += [] if arch.endswith(".json") else ["--no-quick-gelu"]  # random weights: plain GELU
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -281,6 +286,10 @@ def tvcore_eval_end_to_end(loaded, arch: str, images: int, device: torch.device,
             raise RuntimeError(f"tvcore eval exited {proc.returncode}: {proc.stderr.strip()[-400:]}")
         record = json.loads((work / f"results-{run}" / "eval-MNIST-test.json").read_text())
         out[f"{run}_timings"] = record.get("timings")
+        if profiled and profile_dir is not None:
+            profile_dir.mkdir(parents=True, exist_ok=True)
+            with open(profile_dir / f"e2e-{run}.prof.txt", "w") as fh:
+                pstats.Stats(str(work / f"{run}.prof"), stream=fh).sort_stats("cumulative").print_stats(45)
     return out
 
 
@@ -501,11 +510,11 @@ def run(size: Size, device: torch.device, budget_s: float, work: Path, out_dir: 
     section("eval.bare.bf16", lambda: bare_eval(model, "bf16", tv_batch, image_size, device, size))
     section("eval.tvcore.auto", lambda: tvcore_eval(model, eval_cache, tv_batch, device))
     section("eval.bare.fp32", lambda: bare_eval(model, "fp32", tv_batch // 2, image_size, device, size))
-    if size.e2e_images:
-        section("eval.tvcore.end_to_end", lambda: tvcore_eval_end_to_end(loaded, size.arch, size.e2e_images, device,
-                                                                          work))
     if size.plan_suites:
         section("plan.paper", lambda: plan_paper_suites(size, loaded, device, work))
+    if size.e2e_images:
+        section("eval.tvcore.end_to_end", lambda: tvcore_eval_end_to_end(loaded, size.arch, size.e2e_images, device,
+                                                                          work, out_dir))
     # 2. Fine-tunes side by side on one device.
     for jobs in size.concurrent_jobs:
         section(f"train.concurrent.{jobs}", lambda j=jobs: concurrent_train(size, j, train_cache, device, work))
