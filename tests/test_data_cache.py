@@ -16,6 +16,7 @@ import torch
 
 from tvcore import data
 from tvcore.data import Sample, Split, SplitDataset
+from tvcore.data import cache as cache_module
 from tvcore.data.cache import PixelCache, PixelTransform, cache_key
 from tvcore.data.loaders import AugmentedTrain, EvalLoader, default_workers, eval_loader, train_dataset
 from tvcore.errors import DatasetError
@@ -191,7 +192,8 @@ def test_a_temp_file_left_by_a_dead_writer_is_not_read(split, tiny_model, tmp_pa
     assert torch.allclose(images, full_transform(split, tiny_model.preprocess_val), rtol=0, atol=1e-6)
 
 
-def test_eval_batches_are_the_same_whether_0_or_2_workers_built_the_cache(split, tiny_model, tmp_path):
+def test_eval_batches_are_the_same_whether_0_or_2_workers_built_the_cache(split, tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(cache_module, "IMAGES_PER_BUILD_WORKER", 1)  # workers even for a small split
     zero = list(eval_loader(split, tiny_model.preprocess_val, cache_dir=tmp_path, batch_size=64, workers=0))
     two = list(eval_loader(split, tiny_model.preprocess_val, cache_dir=tmp_path / "w2", batch_size=64, workers=2))
     assert len(zero) == len(two) == -(-len(split) // 64)
@@ -291,3 +293,10 @@ def test_augmented_training_resumed_with_2_workers_equals_an_unbroken_run_with_n
     assert part.steps == 2 and resumed.resumed_from == 2
     assert all(torch.equal(unbroken.state_dict[k], resumed.state_dict[k]) for k in unbroken.state_dict)
     assert [r["loss"] for r in unbroken.log] == [r["loss"] for r in resumed.log]
+
+
+@pytest.mark.parametrize("images, asked, used", [(500, 8, 0), (3999, 8, 0), (4000, 8, 1), (10_000, 8, 2),
+                                                 (50_000, 8, 8), (50_000, 0, 0)])
+def test_a_small_split_is_decoded_in_the_main_process_a_large_one_by_the_workers_asked(images, asked, used):
+    """Starting a worker costs seconds; decoding a small image under a millisecond."""
+    assert cache_module.build_workers(images, asked) == used
