@@ -174,3 +174,17 @@ def test_the_text_towers_hash_is_kept_until_the_text_tower_changes():
     with torch.no_grad():
         loaded.model.token_embedding.weight.add_(1.0)
     assert text_fingerprint(loaded) != first
+
+
+def test_a_fine_tune_first_frees_the_evaluation_splits_held_on_the_device(tiny_pool_context, monkeypatch):
+    """Evaluation splits stay on a CUDA device after their first pass; a fine-tune's
+    activations and training pixels come first."""
+    from tvcore.data.loaders import EvalLoader
+
+    ctx = tiny_pool_context(fresh=True)
+    monkeypatch.setattr(EvalLoader, "_may_keep", lambda self: True)  # as a CUDA device with room would
+    ctx.accuracy("digits/rot90", "test")
+    loader = ctx.tasks.batches("digits/rot90", "test")
+    assert loader.on_device
+    ctx.vector("digits/rot90")
+    assert not loader.on_device

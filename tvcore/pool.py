@@ -205,6 +205,7 @@ class ModelPool:
         checkpoint_dir = entry / "checkpoint" if entry is not None else None
         encoder = self.loaded.image_encoder
         encoder.load_state_dict(self.pretrained_state)
+        tasks.release_device_copies()  # the fine-tune's activations and pixels come first
         result = finetune(ImageClassifier(encoder, tasks.head(task_name)),
                           tasks.train_data(task_name, augment=recipe.augment, seed=recipe.seed), recipe,
                           device=self.device, checkpoint_dir=checkpoint_dir, checkpoint_every=self.checkpoint_every,

@@ -127,6 +127,12 @@ class TaskPool:
                 workers=self.workers, cache_dir=self.pixel_cache, progress=self.progress)
         return self._loaders[name, split]
 
+    def release_device_copies(self) -> None:
+        """Free the evaluation splits held on the device (a fine-tune is about to
+        want its memory); their next pass reads the pixel cache again."""
+        for loader in self._loaders.values():
+            loader.release()
+
     def train_data(self, name: str, augment: bool, seed: int):
         """What fine-tuning reads: the train split under the model's train transform
         (``augment``) or its evaluation transform (from the pixel cache)."""
