@@ -17,11 +17,14 @@ the device's data-sheet bf16 peak):
 * bare evaluation fp32 and bf16 at the device's batch, and tvcore's evaluation
   (:class:`tvcore.data.loaders.EvalLoader` + :func:`tvcore.evaluate.run_classifier`);
 * ``tvcore eval`` end to end on 8,000 cached images (a generated MNIST tree and a
-  random ViT-B-32 weights file), its second run, when the cache exists;
+  random ViT-B-32 weights file), its second run, when the cache exists, beside the
+  start of a bare ``python -c "import torch"`` on the device; two more runs under
+  cProfile write where their seconds go (``e2e-*.prof.txt`` beside the JSON);
 * fine-tunes side by side on one device (what :mod:`tvcore.parallel` does for a
-  suite's pool entries): 1 and then 4 processes, each :func:`tvcore.finetune.finetune`
-  at batch 128 on one shared pixel cache, started together; images/s over all of them
-  after each one's first step;
+  suite's pool entries): 4 processes (1 and 2 in the smoke), each
+  :func:`tvcore.finetune.finetune` at batch 128 with CUDA graphs on one shared pixel
+  cache, compiled before a common start line; images/s over all of them after their
+  warm-up steps, against one fine-tune alone;
 * ``--plan`` of the paper's negation and addition suites (:func:`tvcore.plan.plan_suite`
   on a generated tree of the nine tasks, two images a class, and the random weights
   file): fine-tuning steps and their predicted seconds (which do not depend on the
@@ -30,10 +33,14 @@ the device's data-sheet bf16 peak):
   generated tree; multiply ``eval_image_s`` by the real splits' images for theirs.
 
 Ratios printed: tvcore fine-tuning / best bare loop, tvcore evaluation / bare bf16
-at the same batch, 4 concurrent fine-tunes / 1 (total images/s), and the paper
-suites' predicted hours. Random weights: throughput does not depend on the values.
-Nothing here asserts a time; a failing section prints its error and the rest run.
-Results go to ``--out`` (default ``$OUT`` or ``results/``) as ``gpu_bench.json``.
+at the same batch (split resident, and read from the cache file), 4 concurrent
+fine-tunes / 1 (total images/s), and the paper suites' predicted hours. Random
+weights: throughput does not depend on the values. Nothing here asserts a time; a
+failing section prints its error and the rest run. The sections run in the order of
+what matters most, and results go to ``--out`` (default ``$OUT`` or ``results/``) as
+``gpu_bench.json``, rewritten after each section, so a run killed by its time limit
+keeps what it measured. ``--only`` runs the sections whose names start with the
+given prefixes.
 """
 
 from __future__ import annotations
