@@ -25,6 +25,8 @@ the device's data-sheet bf16 peak):
   :func:`tvcore.finetune.finetune` at batch 128 with CUDA graphs on one shared pixel
   cache, compiled before a common start line; images/s over all of them after their
   warm-up steps, against one fine-tune alone;
+* a whole micro suite (``negation-micro``) on the device: wall seconds and its
+  record's timings;
 * ``--plan`` of the paper's negation and addition suites (:func:`tvcore.plan.plan_suite`
   on a generated tree of the nine tasks, two images a class, and the random weights
   file): fine-tuning steps and their predicted seconds (which do not depend on the
@@ -86,11 +88,13 @@ class Size:
     concurrent_steps: int = 0  # steps of each of them
     plan_suites: tuple[str, ...] = ()  # suites whose --plan is printed
     plan_model: str | None = None  # None: the suites' own model (ViT-B-32, the random weights file)
+    micro_suite: str | None = None  # a whole micro suite run on the device (the smoke leaves it out: a minute on a CPU)
 
 
 PAPER_SUITES = ("negation-vit-b-32", "addition-vit-b-32")
 FULL = Size("ViT-B-32", 10, 128, 15, 150, 1024, 8192, 4096,
-            ("fused", "fused+cudagraphs", "foreach", "fused+compile"), 8000, (4,), 200, PAPER_SUITES)
+            ("fused", "fused+cudagraphs", "foreach", "fused+compile"), 8000, (4,), 200, PAPER_SUITES,
+            micro_suite="negation-micro")
 # The smoke plan runs the suites' rehearsal (batch 8, 4 steps) on the 224-px stand-in:
 # a ViT-B-32 step at batch 128 takes minutes on a CPU.
 SMOKE = Size(str(ROOT / "fixtures" / "models" / "tvcore-tiny.json"), 10, 8, 1, 5, 16, 48, 32,
@@ -389,6 +393,30 @@ def concurrent_worker(spec: dict) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ a whole micro suite
+
+
+def micro_suite(name: str, device: torch.device, work: Path) -> dict:
+    """A whole micro suite (the embedded model, scikit-learn's digits) run on the
+    device as ``pytest bench/ --gpu`` runs it: wall seconds and the record's own
+    timings (``pytest bench/ --gpu`` gates its metrics against the CPU baseline)."""
+    from tvcore.experiments import context_for, run_suite, SUITES
+
+    saved = os.environ.get("TVCORE_CACHE")
+    os.environ["TVCORE_CACHE"] = str(work / "cache-micro")
+    try:
+        t0 = time.perf_counter()
+        ctx = context_for(SUITES[name], device=str(device), progress=False, workers=0)
+        record = run_suite(name, ctx)
+        seconds = time.perf_counter() - t0
+    finally:
+        if saved is None:
+            os.environ.pop("TVCORE_CACHE", None)
+        else:
+            os.environ["TVCORE_CACHE"] = saved
+    return {"suite": name, "wall_s": seconds, "timings": record.get("timings")}
+
+
 # ------------------------------------------------------------------ the paper suites' plan
 
 
@@ -531,6 +559,8 @@ def run(size: Size, device: torch.device, budget_s: float, work: Path, out_dir: 
         section("train.tvcore.cudagraphs.nondeterministic", tvcore("cudagraphs", False))
         section("train.tvcore.off.deterministic", tvcore("off", True))
     section("train.tvcore.repeat", lambda: tvcore_repeat(model, train_cache, size, device))
+    if size.micro_suite:
+        section(f"suite.{size.micro_suite}", lambda: micro_suite(size.micro_suite, device, work))
     for variant in size.variants:
         if f"train.bare.{variant}" not in out["sections"]:
             section(f"train.bare.{variant}", bare(variant))
