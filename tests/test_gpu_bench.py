@@ -82,3 +82,8 @@ def test_the_paper_suites_plan_counts_each_fine_tune_once_for_both(smoke):
     assert plan["together"]["fine_tunes"] == 16
     assert plan["together"]["steps"] == negation["finetune_steps"]
     assert negation["predicted_s"]["total"] > 0 and smoke["ratios"]["plan: paper negation + addition fine-tuning h"] > 0
+
+
+def test_every_evaluation_pass_sees_the_same_images_and_labels(smoke):
+    ev = smoke["sections"]["eval.tvcore.auto"]
+    assert ev["passes_agree"] is True and ev["labels_are_the_cache"] is True

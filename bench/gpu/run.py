@@ -251,20 +251,25 @@ def tvcore_eval(model, cache, batch: int, device: torch.device, precision: str =
     from tvcore.data.loaders import EvalLoader
     from tvcore.evaluate import eval_precision, run_classifier
 
+    passes = []
+
     def second_pass(loader) -> float:
-        run_classifier(model, loader, device, precision=precision)  # warm-up pass: page cache, kernels
+        passes.append(run_classifier(model, loader, device, precision=precision))  # warm-up: page cache, kernels
         sync(device)
         t0 = time.perf_counter()
-        labels, _ = run_classifier(model, loader, device, precision=precision)
-        return len(labels) / (time.perf_counter() - t0)
+        passes.append(run_classifier(model, loader, device, precision=precision))
+        return len(passes[-1][0]) / (time.perf_counter() - t0)
 
     from_host = second_pass(EvalLoader(cache, device, batch, resident=False))
     loader = EvalLoader(cache, device, batch)
     rate = second_pass(loader)
     resident = loader.on_device
     loader.release()
+    # Every pass, from the file or from the device, must see the same images and labels.
+    same = all(np.array_equal(p[0], passes[0][0]) and np.array_equal(p[1], passes[0][1]) for p in passes)
     return {"images_per_s": rate, "from_host_images_per_s": from_host, "resident": resident, "batch": batch,
-            "precision": eval_precision(precision, device), "images": len(cache)}
+            "precision": eval_precision(precision, device), "images": len(cache), "passes_agree": same,
+            "labels_are_the_cache": bool(np.array_equal(passes[0][0], cache.labels))}
 
 
 def tvcore_eval_end_to_end(loaded, arch: str, images: int, device: torch.device, work: Path,
