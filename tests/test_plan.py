@@ -128,3 +128,42 @@ def test_plugin_plan_prints_each_suites_plan_and_skips_its_run(pytester):
     res.stdout.fnmatch_lines(["*tvcore plans*", "plan: negation-micro on cpu", "fine-tunes: * vectors*",
                               "predicted wall time: *"])
     assert not (pytester.path / "results" / "negation-micro.json").exists()
+
+
+# ------------------------------------------------------------------ fine-tunes over several devices
+
+
+def _plan_of(entries_steps, devices):
+    from tvcore.plan import Plan
+
+    plan = Plan("s", "cuda", devices=devices, step_s=1.0, compile="cudagraphs", compile_first_s=30.0,
+                compile_again_s=1.0)
+    plan.finetunes = [{"task": f"t{i}", "steps": n, "batch": 128, "source": "plan", "objective": "descent"}
+                      for i, n in enumerate(entries_steps)]
+    plan.to_train = [{"task": f"t{i}", "steps": n, "key": str(i)} for i, n in enumerate(entries_steps)]
+    return plan
+
+
+def test_on_one_device_the_fine_tunes_take_their_turns():
+    plan = _plan_of([100, 100, 100, 100], devices=1)
+    assert plan.predicted_s()["finetune"] == pytest.approx(400 + 30 + 3 * 1)
+
+
+def test_over_several_devices_each_compiles_once_and_the_longest_go_first():
+    plan = _plan_of([300, 100, 100, 100], devices=2)
+    # Device 0: 300 (+30); device 1: 100 (+30) + 100 (+1) + 100 (+1) = 332.
+    assert plan.predicted_s()["finetune"] == pytest.approx(332)
+    assert "over 2 devices" in plan.render()
+
+
+def test_more_devices_than_fine_tunes_leave_the_longest_alone():
+    assert _plan_of([50, 20], devices=8).predicted_s()["finetune"] == pytest.approx(80)
+
+
+def test_jobs_spread_the_plan_over_every_visible_gpu_only_with_jobs_above_one(monkeypatch):
+    import torch
+
+    from tvcore.parallel import plan_devices
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert plan_devices("cuda", 2) == 4 and plan_devices("cuda", 1) == 1 and plan_devices("cuda:1", 2) == 1

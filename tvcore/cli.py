@@ -341,9 +341,10 @@ def _run(args) -> int:
         ctx = context_for(suite, **options)
         ctx.evaluator.set_precision(args.precision)
         if args.plan:
+            from .parallel import plan_devices
             from .plan import plan_suite
 
-            print(plan_suite(suite, ctx).render())
+            print(plan_suite(suite, ctx, plan_devices(device, args.jobs)).render())
             return 0
         if args.jobs > 1:
             from .parallel import train_entries

@@ -43,6 +43,12 @@ def default_devices(device: str) -> list[str]:
     return [device]
 
 
+def plan_devices(device: str, jobs: int) -> int:
+    """How many devices a run's fine-tunes are spread over: every visible GPU with
+    ``--jobs`` above 1 (:func:`train_entries`), else the one device."""
+    return len(default_devices(device)) if jobs > 1 else 1
+
+
 def entries_to_train(suite, options: dict) -> list[dict]:
     """The pool entries ``suite`` would fine-tune with these :func:`context_for`
     options (those already in the pool excluded), longest first: task, recipe, key, steps."""

@@ -50,6 +50,7 @@ class Plan:
     compile_first_s: float = 0.0  # warm-up seconds beyond the steady pace: the process's first fine-tune
     compile_again_s: float = 0.0  # the same for each later fine-tune
     augment_batch: int = 0  # batch of a recipe that decodes every step (0: cached pixels)
+    devices: int = 1  # devices the fine-tunes are spread over (--jobs on several GPUs)
     eval_image_s: float | None = None  # seconds per evaluated image
     decode_image_s: float | None = None  # seconds per image decoded into the cache, per worker
     workers: int = 0
@@ -89,9 +90,23 @@ class Plan:
         trained = sum(1 for f in self.finetunes if f["steps"])
         return self.compile_first_s + max(0, trained - 1) * self.compile_again_s if trained else 0.0
 
+    def finetune_s(self) -> float:
+        """Seconds of fine-tuning. On one device the fine-tunes take their turns (four
+        side by side on one H100 trained at the rate of one: README, *On a GPU*); over
+        several (``--jobs`` with every visible GPU) the longest first, each to the
+        device free soonest, every device compiling once."""
+        if self.devices <= 1 or not self.to_train:
+            return self.steps * self.train_step_s + self.compile_s
+        loads = [0.0] * min(self.devices, len(self.to_train))
+        for entry in sorted(self.to_train, key=lambda t: -t["steps"]):
+            i = loads.index(min(loads))
+            loads[i] += entry["steps"] * self.train_step_s + (self.compile_again_s if loads[i] else
+                                                              self.compile_first_s)
+        return max(loads)
+
     def predicted_s(self) -> dict[str, float]:
         parts = {"load_model": self.load_model_s,
-                 "finetune": self.steps * self.train_step_s + self.compile_s,
+                 "finetune": self.finetune_s(),
                  "evaluate": self.images_evaluated * (self.eval_image_s or 0.0),
                  "cache_build": self.images_to_decode * (self.decode_image_s or 0.0) / max(1, self.workers)}
         return {**parts, "total": sum(parts.values())}
@@ -103,7 +118,7 @@ class Plan:
                 "step_s": self.step_s, "train_step_s": self.train_step_s, "compile": self.compile,
                 "compile_s": {"first": self.compile_first_s, "again": self.compile_again_s, "total": self.compile_s},
                 "eval_image_s": self.eval_image_s, "decode_image_s": self.decode_image_s,
-                "workers": self.workers, "predicted_s": self.predicted_s()}
+                "workers": self.workers, "devices": self.devices, "predicted_s": self.predicted_s()}
 
     def render(self) -> str:
         trained = [f for f in self.finetunes if f["steps"]]
@@ -128,7 +143,8 @@ class Plan:
                 f"{1e3 * self.decode_image_s:.1f} ms per image decoded" if self.decode_image_s is not None else None,
             ) if s),
             f"predicted wall time: {_duration(t['total'])} (model {_duration(t['load_model'])}, fine-tuning "
-            f"{_duration(t['finetune'])}, evaluation {_duration(t['evaluate'])}, cache {_duration(t['cache_build'])})",
+            f"{_duration(t['finetune'])}" + (f" over {self.devices} devices" if self.devices > 1 else "")
+            + f", evaluation {_duration(t['evaluate'])}, cache {_duration(t['cache_build'])})",
         ]
         return "\n".join(lines)
 
@@ -343,11 +359,14 @@ def count_suite(suite, ctx) -> Plan:
     return plan
 
 
-def plan_suite(suite, ctx) -> Plan:
+def plan_suite(suite, ctx, devices: int = 1) -> Plan:
     """The plan of ``suite`` over ``ctx`` (a context built as the run would build
-    it). ``ctx`` stays usable: a run over it afterwards records the predicted
-    seconds beside the measured ones (``record["timings"]["predicted"]``)."""
+    it), its fine-tunes spread over ``devices`` (``--jobs`` trains on every visible
+    GPU: :func:`tvcore.parallel.plan_devices`). ``ctx`` stays usable: a run over it
+    afterwards records the predicted seconds beside the measured ones
+    (``record["timings"]["predicted"]``)."""
     plan = count_suite(suite, ctx)
+    plan.devices = max(1, devices)
     trained = [f for f in plan.finetunes if f["steps"]]
     if trained:
         _time_steps(plan, ctx, ctx.recipe.with_(batch_size=max(f["batch"] for f in trained)),

@@ -260,10 +260,12 @@ class Runs:
         seed = self.ci_seed(name) if seed is None else seed
         if self.options.plan:
             if name not in self.plans:
+                from .parallel import plan_devices
                 from .plan import plan_suite
 
                 with user_errors_fail(name), self.visible(f"planning {name}"):
-                    self.plans[name] = plan_suite(SUITES[name], self.context(SUITES[name], seed))
+                    ctx = self.context(SUITES[name], seed)
+                    self.plans[name] = plan_suite(SUITES[name], ctx, plan_devices(str(ctx.device), self.options.jobs))
             pytest.skip(f"--plan: {name} planned, not run (its plan is in the summary)")
         if (name, seed) not in self.runs:
             suite = SUITES[name]
