@@ -27,6 +27,9 @@ the device's data-sheet bf16 peak):
   warm-up steps, against one fine-tune alone;
 * a whole micro suite (``negation-micro``) on the device: wall seconds and its
   record's timings;
+* deterministic fine-tunes with each fused SDPA backend forced (efficient, flash,
+  cuDNN) instead of math: pace and a bitwise repeat check (last: ``--only
+  train.attention``);
 * ``--plan`` of the paper's negation and addition suites (:func:`tvcore.plan.plan_suite`
   on a generated tree of the nine tasks, two images a class, and the random weights
   file): fine-tuning steps and their predicted seconds (which do not depend on the
@@ -223,6 +226,35 @@ def tvcore_repeat(model, cache, size: Size, device: torch.device) -> dict:
     diff = max((states[0][k].double() - states[1][k].double()).abs().max().item() for k in states[0])
     return {"steps": recipe.steps, "bitwise_equal": all(torch.equal(states[0][k], states[1][k]) for k in states[0]),
             "max_abs_diff": diff, "attention": result.accel["attention"]}
+
+
+def attention_backend(model, cache, backend: str, size: Size, device: torch.device) -> dict:
+    """A deterministic fine-tune (as tvcore's flags set it) with one SDPA backend
+    forced instead of the math one: its pace with CUDA graphs, and whether two short
+    eager runs give bitwise the same weights. A backend that repeats at ViT-B/32's
+    50 tokens and runs faster than math would lift the deterministic ratio."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from tvcore.data.loaders import CachedTrain
+    from tvcore.finetune import Accel, Recipe, finetune
+
+    chosen = getattr(SDPBackend, backend)
+    steps = size.train_warmup + size.train_steps
+
+    def run(recipe, compile_mode):
+        accel = Accel(fused_adamw=True, compile=compile_mode, math_attention=False, resident_pixels=True,
+                      log_every=50)
+        with sdpa_kernel(chosen):
+            return finetune(copy.deepcopy(model), CachedTrain(cache, 0), recipe, device=device, progress=False,
+                            deterministic=True, speed=accel)
+
+    timed = run(Recipe(batch_size=size.train_batch, steps=steps, warmup_steps=min(10, steps)), "cudagraphs")
+    short = Recipe(batch_size=size.train_batch, steps=20, warmup_steps=2)
+    a, b = (run(short, "off").state_dict for _ in range(2))
+    torch.use_deterministic_algorithms(False)
+    return {"backend": backend, "images_per_s": size.train_batch / timed.steady_step_s(),
+            "first_step_s": timed.first_step_s, "bitwise_equal": all(torch.equal(a[k], b[k]) for k in a),
+            "max_abs_diff": max((a[k].double() - b[k].double()).abs().max().item() for k in a)}
 
 
 # ------------------------------------------------------------------ evaluation
@@ -572,6 +604,10 @@ def run(size: Size, device: torch.device, budget_s: float, work: Path, out_dir: 
     if cuda:
         section("eval.bare.bf16.compiled",
                 lambda: bare_eval(model, "bf16", tv_batch, image_size, device, size, compiled=True))
+        # 4. Deterministic attention other than math (for a later version; --only train.attention).
+        for backend in ("EFFICIENT_ATTENTION", "FLASH_ATTENTION", "CUDNN_ATTENTION"):
+            section(f"train.attention.{backend.lower()}",
+                    lambda b=backend: attention_backend(model, train_cache, b, size, device))
     save()
     return out
 
