@@ -167,3 +167,21 @@ def test_jobs_spread_the_plan_over_every_visible_gpu_only_with_jobs_above_one(mo
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     assert plan_devices("cuda", 2) == 4 and plan_devices("cuda", 1) == 1 and plan_devices("cuda:1", 2) == 1
+
+
+def test_a_recipe_decoding_every_step_waits_for_the_slowest_tasks_decoding():
+    """Each task's images cost their own decoding: a batch of 128 large JPEGs spread
+    over 8 workers can take longer than the device's step; tiny PNGs cannot."""
+    plan = _plan_of([100, 100], devices=1)
+    plan.compile_first_s = plan.compile_again_s = 0.0
+    plan.step_s, plan.augment_batch, plan.workers = 0.02, 128, 8
+    plan.decode_task_s = {"t0": 0.0005, "t1": 0.005}  # 8 ms and 80 ms of decoding a step
+    assert plan.task_step_s("t0") == pytest.approx(0.02) and plan.task_step_s("t1") == pytest.approx(0.08)
+    assert plan.predicted_s()["finetune"] == pytest.approx(100 * 0.02 + 100 * 0.08)
+
+
+def test_without_workers_decoding_adds_to_every_step():
+    plan = _plan_of([10], devices=1)
+    plan.compile_first_s, plan.step_s, plan.augment_batch, plan.workers = 0.0, 0.02, 8, 0
+    plan.decode_task_s = {"t0": 0.001}
+    assert plan.task_step_s("t0") == pytest.approx(0.02 + 0.008)

@@ -50,6 +50,9 @@ class Plan:
     compile_first_s: float = 0.0  # warm-up seconds beyond the steady pace: the process's first fine-tune
     compile_again_s: float = 0.0  # the same for each later fine-tune
     augment_batch: int = 0  # batch of a recipe that decodes every step (0: cached pixels)
+    # Such a recipe's seconds per training image of each task (its own images through
+    # the train transform: a 32-px PNG and a 500-px JPEG differ tenfold).
+    decode_task_s: dict[str, float] = field(default_factory=dict)
     devices: int = 1  # devices the fine-tunes are spread over (--jobs on several GPUs)
     eval_image_s: float | None = None  # seconds per evaluated image
     decode_image_s: float | None = None  # seconds per image decoded into the cache, per worker
@@ -73,17 +76,22 @@ class Plan:
     def images_to_decode(self) -> int:
         return sum(c["images"] for c in self.cache.values() if not c["cached"])
 
+    def task_step_s(self, task: str) -> float:
+        """Seconds per fine-tuning step on ``task``: the device's step, or, for a
+        recipe decoding every step, the decoding of a batch of the task's images where
+        that is slower (spread over the workers, which prepare batches while the device
+        trains; without workers the two add up)."""
+        step = self.step_s or 0.0
+        per_image = self.decode_task_s.get(task, self.decode_image_s)
+        if not self.augment_batch or per_image is None:
+            return step
+        decode = self.augment_batch * per_image
+        return max(step, decode / self.workers) if self.workers else step + decode
+
     @property
     def train_step_s(self) -> float:
-        """Seconds per fine-tuning step of the run: the device's step, or, for a
-        recipe decoding every step, the decoding of a batch where that is slower
-        (spread over the workers, which prepare batches while the device trains;
-        without workers the two add up)."""
-        step = self.step_s or 0.0
-        if not self.augment_batch or self.decode_image_s is None:
-            return step
-        decode = self.augment_batch * self.decode_image_s
-        return max(step, decode / self.workers) if self.workers else step + decode
+        """The slowest task's seconds per step (:meth:`task_step_s`)."""
+        return max((self.task_step_s(t["task"]) for t in self.to_train), default=self.step_s or 0.0)
 
     @property
     def compile_s(self) -> float:
@@ -95,13 +103,13 @@ class Plan:
         side by side on one H100 trained at the rate of one: README, *On a GPU*); over
         several (``--jobs`` with every visible GPU) the longest first, each to the
         device free soonest, every device compiling once."""
-        if self.devices <= 1 or not self.to_train:
-            return self.steps * self.train_step_s + self.compile_s
-        loads = [0.0] * min(self.devices, len(self.to_train))
-        for entry in sorted(self.to_train, key=lambda t: -t["steps"]):
+        if not self.to_train:
+            return 0.0
+        loads = [0.0] * min(max(1, self.devices), len(self.to_train))
+        for entry in sorted(self.to_train, key=lambda t: -t["steps"] * self.task_step_s(t["task"])):
             i = loads.index(min(loads))
-            loads[i] += entry["steps"] * self.train_step_s + (self.compile_again_s if loads[i] else
-                                                              self.compile_first_s)
+            loads[i] += entry["steps"] * self.task_step_s(entry["task"]) + (
+                self.compile_again_s if loads[i] else self.compile_first_s)
         return max(loads)
 
     def predicted_s(self) -> dict[str, float]:
@@ -115,7 +123,9 @@ class Plan:
         return {"suite": self.suite, "device": self.device, "finetunes": self.finetunes,
                 "finetune_steps": self.steps, "images_evaluated": self.images_evaluated,
                 "pixel_cache_bytes": self.cache_bytes, "images_to_decode": self.images_to_decode,
-                "step_s": self.step_s, "train_step_s": self.train_step_s, "compile": self.compile,
+                "step_s": self.step_s, "train_step_s": self.train_step_s,
+                "task_step_s": {t["task"]: self.task_step_s(t["task"]) for t in self.to_train},
+                "compile": self.compile,
                 "compile_s": {"first": self.compile_first_s, "again": self.compile_again_s, "total": self.compile_s},
                 "eval_image_s": self.eval_image_s, "decode_image_s": self.decode_image_s,
                 "workers": self.workers, "devices": self.devices, "predicted_s": self.predicted_s()}
@@ -137,8 +147,8 @@ class Plan:
                 if self.step_s is not None else None,
                 f"compiling {self.compile_first_s:.0f} s, then {self.compile_again_s:.0f} s a fine-tune"
                 if self.compile != "off" else None,
-                f"decoding a batch of {self.augment_batch} every step: {self.train_step_s:.3f} s per step with "
-                f"{self.workers} workers" if self.augment_batch and self.decode_image_s is not None else None,
+                f"decoding a batch of {self.augment_batch} every step: up to {self.train_step_s:.3f} s per step "
+                f"with {self.workers} workers" if self.augment_batch and self.decode_task_s else None,
                 f"{1 / self.eval_image_s:,.0f} images/s evaluated" if self.eval_image_s else None,
                 f"{1e3 * self.decode_image_s:.1f} ms per image decoded" if self.decode_image_s is not None else None,
             ) if s),
@@ -318,12 +328,21 @@ def _time_decoding(plan: Plan, ctx) -> None:
         samples += ctx.tasks.task(task_name)[split_name].samples[:DECODED - len(samples)]
         if len(samples) >= DECODED:
             break
-    if not samples:
-        return
-    t0 = time.perf_counter()
-    for sample in samples:
-        pixels.geometric(sample.load())
-    plan.decode_image_s = (time.perf_counter() - t0) / len(samples)
+    if samples:
+        t0 = time.perf_counter()
+        for sample in samples:
+            pixels.geometric(sample.load())
+        plan.decode_image_s = (time.perf_counter() - t0) / len(samples)
+    if plan.augment_batch:
+        # A recipe that decodes every step: each task's own training images, through
+        # the train transform the workers run.
+        train = ctx.pool.loaded.preprocess_train
+        for task_name in dict.fromkeys(t["task"] for t in plan.to_train):
+            images = ctx.tasks.task(task_name)["train"].samples[:DECODED]
+            t0 = time.perf_counter()
+            for sample in images:
+                train(sample.load())
+            plan.decode_task_s[task_name] = (time.perf_counter() - t0) / max(1, len(images))
 
 
 @contextmanager

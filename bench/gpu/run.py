@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import os
 import pstats
@@ -484,7 +485,7 @@ def _plan_paper_suites(size: Size, loaded, device: torch.device, work: Path, roo
 
     model = ModelSpec(size.plan_model) if size.plan_model else None
     weights = None if model else str(random_weights(loaded, work))
-    out, entries, step_s = {}, {}, None
+    out, plans = {}, []
     for name in size.plan_suites:
         suite = SUITES[name].rehearsal() if model else SUITES[name]
         ctx = context_for(suite, device=str(device), data_root=str(root), weights=weights, progress=False,
@@ -493,15 +494,18 @@ def _plan_paper_suites(size: Size, loaded, device: torch.device, work: Path, roo
                           rehearsal=model is not None, model=model,
                           quick_gelu=None if model else False)  # random weights: plain GELU
         plan = plan_suite(suite, ctx)
-        step_s = plan.step_s
-        entries.update({t["key"]: t["steps"] for t in plan.to_train})
+        plans.append(plan)
         out[name] = {**plan.as_dict(), "fine_tunes": len(plan.finetunes), "eval_image_s": plan.eval_image_s}
         out[name].pop("finetunes")
         print(plan.render(), flush=True)
     evaluate = sum(p["predicted_s"]["evaluate"] for p in out.values())
-    finetune_s = sum(entries.values()) * (step_s or 0.0)
-    out["together"] = {"fine_tunes": len(entries), "steps": sum(entries.values()), "finetune_s": finetune_s,
-                       "evaluate_s_generated_tree": evaluate, "finetune_h": finetune_s / 3600}
+    # The suites' pool entries counted once (addition's are negation's), timed as the first suite's plan.
+    entries = list({t["key"]: t for p in plans for t in p.to_train}.values())
+    together = dataclasses.replace(plans[0], to_train=entries,
+                                   decode_task_s={k: v for p in plans for k, v in p.decode_task_s.items()})
+    finetune_s = together.finetune_s()
+    out["together"] = {"fine_tunes": len(entries), "steps": sum(t["steps"] for t in entries),
+                       "finetune_s": finetune_s, "evaluate_s_generated_tree": evaluate, "finetune_h": finetune_s / 3600}
     return out
 
 
