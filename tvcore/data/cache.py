@@ -20,6 +20,7 @@ eviction, which entries are in use, clearing) is :mod:`tvcore.data.cache_store`'
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -85,9 +86,16 @@ class PixelTransform:
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 ``(N, C, H, W)`` pixels, on any device, to the float images the full
         transform gives: the same operations as ``ToTensor`` then ``Normalize``."""
-        mean = torch.tensor(self.mean, dtype=torch.float32, device=pixels.device).view(-1, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32, device=pixels.device).view(-1, 1, 1)
+        mean, std = _constants(self.mean, self.std, pixels.device)
         return pixels.to(torch.float32).div_(255).sub_(mean).div_(std)
+
+
+@functools.lru_cache(maxsize=32)
+def _constants(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device):
+    """``mean`` and ``std`` as ``(C, 1, 1)`` tensors on ``device``, made once (not two
+    host-to-device copies per batch or training step)."""
+    return (torch.tensor(mean, dtype=torch.float32, device=device).view(-1, 1, 1),
+            torch.tensor(std, dtype=torch.float32, device=device).view(-1, 1, 1))
 
 
 def _source_digest(split: Split) -> str:
