@@ -51,7 +51,7 @@ class Plan:
     compile_again_s: float = 0.0  # the same for each later fine-tune
     augment_batch: int = 0  # batch of a recipe that decodes every step (0: cached pixels)
     # Such a recipe's seconds per training image of each task (its own images through
-    # the train transform: a 32-px PNG and a 500-px JPEG differ tenfold).
+    # the train transform: a 400-px JPEG decodes about five times slower than a 32-px PNG).
     decode_task_s: dict[str, float] = field(default_factory=dict)
     devices: int = 1  # devices the fine-tunes are spread over (--jobs on several GPUs)
     eval_image_s: float | None = None  # seconds per evaluated image
