@@ -345,10 +345,12 @@ class PixelCache:
             self._fd, self._pid = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0)), os.getpid()
         return self._fd
 
-    def rows(self, start: int, stop: int) -> torch.Tensor:
-        """Rows ``start:stop`` as a uint8 ``(k, C, H, W)`` tensor, in one read."""
+    def rows(self, start: int, stop: int, pin_memory: bool = False) -> torch.Tensor:
+        """Rows ``start:stop`` as a uint8 ``(k, C, H, W)`` tensor, in one read; with
+        ``pin_memory``, read straight into pinned memory (for a copy to CUDA that need
+        not block)."""
         start, stop = max(0, start), min(len(self), stop)
-        out = torch.empty((max(0, stop - start), *self.row_shape), dtype=torch.uint8)
+        out = torch.empty((max(0, stop - start), *self.row_shape), dtype=torch.uint8, pin_memory=pin_memory)
         if torch.utils.data.get_worker_info() is not None:
             out.share_memory_()  # read straight into what the worker hands to the main process
         return self.read_into(start, out)

@@ -72,7 +72,8 @@ class EvalLoader:
     on ``device``; iterate it again for another model (each alpha of a sweep).
 
     On CUDA a reader thread copies each batch's rows from the cache file straight
-    into pinned memory (one host copy), which goes to the device without blocking;
+    into pinned memory (:class:`_CachedBatches`), which goes to the device without
+    blocking;
     and a split that fits within
     :data:`RESIDENT_EVAL_FRACTION` of the device's memory (all resident splits
     together, and at most half of what is free) stays there as uint8 after its first
@@ -89,7 +90,7 @@ class EvalLoader:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.resident = resident
-        self._batches = _CachedBatches(cache, batch_size)
+        self._batches = _CachedBatches(cache, batch_size, pin_memory=self.device.type == "cuda")
         self._kept: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     @property
@@ -142,22 +143,10 @@ class EvalLoader:
             self._kept = kept
             _resident_eval_bytes[str(self.device)] = _resident_eval_bytes.get(str(self.device), 0) + self.cache.nbytes
 
-    def _read_pinned(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """CUDA: batch ``b``'s rows read straight into pinned memory (one host copy),
-        so its copy to the device need not block. The pinned blocks come from
-        torch's caching host allocator, which hands a block out again only once the
-        copy out of it has run, so after the first batches nothing is allocated."""
-        start = b * self.batch_size
-        k = min(len(self.cache), start + self.batch_size) - start
-        pixels = torch.empty((k, *self.cache.row_shape), dtype=torch.uint8, pin_memory=True)
-        self.cache.read_into(start, pixels)
-        labels = torch.from_numpy(np.asarray(self.cache.labels[start:start + k], dtype=np.int64))
-        return pixels, labels.pin_memory()
-
     def _read(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches on the device, each read a batch or two ahead by a reader
         thread (the read releases the GIL)."""
-        read = self._read_pinned if self.device.type == "cuda" else self._batches.__getitem__
+        read = self._batches.__getitem__
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tvcore-read") as reader:
             ahead = deque(reader.submit(read, b) for b in range(min(self.PREFETCH, len(self))))
             following = len(ahead)
@@ -170,10 +159,14 @@ class EvalLoader:
 
 
 class _CachedBatches(torch.utils.data.Dataset):
-    """Batch ``b`` of a cached split: rows ``b*size`` to ``(b+1)*size`` in one read."""
+    """Batch ``b`` of a cached split: rows ``b*size`` to ``(b+1)*size`` in one read.
+    With ``pin_memory`` (CUDA) the rows are read straight into pinned memory (one host
+    copy), so their copy to the device need not block; the blocks come from torch's
+    caching host allocator, which hands one out again only once the copy out of it
+    has run, so after the first batches nothing is allocated."""
 
-    def __init__(self, cache: PixelCache, size: int):
-        self.cache, self.size = cache, size
+    def __init__(self, cache: PixelCache, size: int, pin_memory: bool = False):
+        self.cache, self.size, self.pin_memory = cache, size, pin_memory
 
     def __len__(self) -> int:
         return -(-len(self.cache) // self.size)
@@ -181,7 +174,9 @@ class _CachedBatches(torch.utils.data.Dataset):
     def __getitem__(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         start = b * self.size
         stop = min(len(self.cache), start + self.size)
-        return self.cache.rows(start, stop), torch.from_numpy(self.cache.labels[start:stop].copy())
+        labels = torch.from_numpy(self.cache.labels[start:stop].astype(np.int64))
+        return (self.cache.rows(start, stop, pin_memory=self.pin_memory),
+                labels.pin_memory() if self.pin_memory else labels)
 
 
 def eval_loader(split: Split, transform, *, device: str | torch.device = "cpu", batch_size: int = 256,
