@@ -431,6 +431,12 @@ def finetune(model: ImageClassifier, train_data: torch.utils.data.Dataset, recip
             objective.backward()
         return loss
 
+    def elapsed() -> float:
+        """Seconds since the run began, once the device has done what was asked of it."""
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - t0
+
     t0 = time.perf_counter()
     bar = tqdm(range(start, end), desc=progress_label(recipe, desc), disable=not progress or rank != 0, initial=start, total=total)
     for step, (images, labels) in zip(bar, batches):
@@ -458,13 +464,9 @@ def finetune(model: ImageClassifier, train_data: torch.utils.data.Dataset, recip
         optimizer.step()
         stats.add(step, lr, loss, grad_norm)
         if first_step_s is None:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            first_step_s = time.perf_counter() - t0
+            first_step_s = elapsed()
         if step + 1 - start == WARM_STEPS:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            warm_s = time.perf_counter() - t0
+            warm_s = elapsed()
         if not stats.pending:
             bar.set_postfix(loss=f"{log[-1]['loss']:.4f}", lr=f"{lr:.2e}")
         done = step + 1
