@@ -95,8 +95,11 @@ class Plan:
 
     @property
     def compile_s(self) -> float:
-        trained = sum(1 for f in self.finetunes if f["steps"])
-        return self.compile_first_s + max(0, trained - 1) * self.compile_again_s if trained else 0.0
+        """Seconds of compiling: each device used compiles its first fine-tune in
+        full and reuses that for the rest (what :meth:`finetune_s` counts)."""
+        n = len(self.to_train)
+        used = min(max(1, self.devices), n)
+        return used * self.compile_first_s + (n - used) * self.compile_again_s
 
     def finetune_s(self) -> float:
         """Seconds of fine-tuning. On one device the fine-tunes take their turns (four
