@@ -63,6 +63,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -440,18 +441,11 @@ def micro_suite(name: str, device: torch.device, work: Path) -> dict:
     timings (``pytest bench/ --gpu`` gates its metrics against the CPU baseline)."""
     from tvcore.experiments import context_for, run_suite, SUITES
 
-    saved = os.environ.get("TVCORE_CACHE")
-    os.environ["TVCORE_CACHE"] = str(work / "cache-micro")
-    try:
+    with mock.patch.dict(os.environ, {"TVCORE_CACHE": str(work / "cache-micro")}):
         t0 = time.perf_counter()
         ctx = context_for(SUITES[name], device=str(device), progress=False, workers=0)
         record = run_suite(name, ctx)
         seconds = time.perf_counter() - t0
-    finally:
-        if saved is None:
-            os.environ.pop("TVCORE_CACHE", None)
-        else:
-            os.environ["TVCORE_CACHE"] = saved
     return {"suite": name, "wall_s": seconds, "timings": record.get("timings")}
 
 
@@ -467,15 +461,9 @@ def plan_paper_suites(size: Size, loaded, device: torch.device, work: Path) -> d
     root = work / "paper-data"
     if not root.exists():
         make_paper_tasks_tree(root)  # two images a class, as the rehearsal's tree
-    saved = os.environ.get("TVCORE_CACHE")
-    os.environ["TVCORE_CACHE"] = str(work / "cache-plan")  # heads and pixels of the generated tree stay in work
-    try:
+    # Heads and pixels of the generated tree stay in work.
+    with mock.patch.dict(os.environ, {"TVCORE_CACHE": str(work / "cache-plan")}):
         return _plan_paper_suites(size, loaded, device, work, root)
-    finally:
-        if saved is None:
-            os.environ.pop("TVCORE_CACHE", None)
-        else:
-            os.environ["TVCORE_CACHE"] = saved
 
 
 def _plan_paper_suites(size: Size, loaded, device: torch.device, work: Path, root: Path) -> dict:
