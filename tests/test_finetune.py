@@ -139,15 +139,92 @@ def test_on_the_cpu_no_speed_feature_applies():
     assert resolve_speed(Speed(compile="cudagraphs", log_every=50), torch.device("cpu"), True, 5000) == Accel()
 
 
-def test_on_cuda_fused_adamw_math_attention_and_compiled_long_runs():
+def test_on_cuda_fused_adamw_strict_fused_attention_and_compiled_long_runs():
     from tvcore.finetune import AUTO_COMPILE_MIN_STEPS, Speed, resolve_speed
 
     cuda = torch.device("cuda")  # resolving touches no device
     long = resolve_speed(Speed(), cuda, True, AUTO_COMPILE_MIN_STEPS)
     short = resolve_speed(Speed(), cuda, False, AUTO_COMPILE_MIN_STEPS - 1)
-    assert (long.fused_adamw, long.compile, long.math_attention, long.resident_pixels) == (True, "cudagraphs", True,
-                                                                                           True)
-    assert (short.compile, short.math_attention) == ("off", False)
+    assert (long.fused_adamw, long.compile, long.attention, long.resident_pixels) == (True, "cudagraphs", "strict",
+                                                                                      True)
+    assert (short.compile, short.attention) == ("off", "default")
+    assert resolve_speed(Speed(deterministic_attention="math"), cuda, True, 10).attention == "math"
+
+
+def test_an_unknown_deterministic_attention_is_refused_in_one_line():
+    from tvcore.errors import UsageError
+    from tvcore.finetune import Speed
+
+    with pytest.raises(UsageError, match="deterministic attention 'flash' is not one of fused, math"):
+        Speed(deterministic_attention="flash")
+
+
+def strict_mode() -> bool:
+    return torch.are_deterministic_algorithms_enabled() and not torch.is_deterministic_algorithms_warn_only_enabled()
+
+
+def watch_forward(clf, seen: list, refuse: bool = False):
+    """Record at each forward whether strict deterministic mode is on; with
+    ``refuse``, fail there as PyTorch fails an operation that mode refuses."""
+    forward = clf.image_encoder.forward
+
+    def watched(images):
+        seen.append(strict_mode())
+        if refuse and strict_mode():
+            raise RuntimeError("upsample_kernel does not have a deterministic implementation, but you set "
+                               "'torch.use_deterministic_algorithms(True)'")
+        return forward(images)
+
+    clf.image_encoder.forward = watched
+
+
+def test_strict_attention_runs_every_step_in_strict_mode_then_restores_the_process_mode(
+        tiny_model, digits_task, train_set, tmp_path_factory):
+    from tvcore.finetune import Accel
+
+    clf, seen = fresh_classifier(tiny_model, digits_task, tmp_path_factory), []
+    watch_forward(clf, seen)
+    result = finetune(clf, train_set, RECIPE.with_(steps=3), progress=False, speed=Accel(attention="strict"))
+    assert seen == [True] * 3
+    assert result.accel["attention"] == "fused (strict deterministic algorithms)"
+    assert result.accel["attention_fallback"] is None
+    # The process keeps the warn-only mode the run was seeded with (evaluation runs under it).
+    assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+
+
+def test_a_strict_mode_refusal_falls_back_to_math_attention_and_says_so(tiny_model, digits_task, train_set,
+                                                                          tmp_path_factory):
+    from tvcore.finetune import Accel
+
+    _, math_run = run(tiny_model, digits_task, train_set, tmp_path_factory, speed=Accel(attention="math"))
+    clf, seen = fresh_classifier(tiny_model, digits_task, tmp_path_factory), []
+    watch_forward(clf, seen, refuse=True)
+    refused = finetune(clf, train_set, RECIPE, progress=False, speed=Accel(attention="strict"))
+    assert seen[0] is True and not any(seen[1:]) and len(seen) == RECIPE.steps + 1
+    assert refused.accel["attention"] == "math (deterministic)"
+    assert "does not have a deterministic implementation" in refused.accel["attention_fallback"]
+    assert all(torch.equal(math_run.state_dict[k], refused.state_dict[k]) for k in math_run.state_dict)
+    assert refused.log == math_run.log
+
+
+def test_a_strict_mode_refusal_in_a_compiled_run_compiles_again_under_math(tiny_model, digits_task, train_set,
+                                                                           tmp_path_factory, monkeypatch):
+    from tvcore.finetune import Accel
+
+    compiled = []
+
+    def recording_compile(fn, **kw):
+        compiled.append(strict_mode())
+        return fn
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    clf, seen = fresh_classifier(tiny_model, digits_task, tmp_path_factory), []
+    watch_forward(clf, seen, refuse=True)
+    result = finetune(clf, train_set, RECIPE.with_(steps=2), progress=False,
+                      speed=Accel(attention="strict", compile="compile"))
+    assert len(compiled) == 2  # the strict graph, then the math one
+    assert result.accel["compile"] == "compile" and result.accel["compile_fallback"] is None
+    assert result.accel["attention"] == "math (deterministic)"
 
 
 def test_a_cpu_run_records_the_default_optimizer_eager_and_the_loader(tiny_model, digits_task, train_set,
@@ -155,7 +232,7 @@ def test_a_cpu_run_records_the_default_optimizer_eager_and_the_loader(tiny_model
     _, result = run(tiny_model, digits_task, train_set, tmp_path_factory, recipe=RECIPE.with_(steps=2))
     assert result.accel == {"device": "cpu", "optimizer": "AdamW (torch default)", "compile": "off",
                             "compile_asked": "off", "compile_fallback": None, "attention": "default",
-                            "pixels": "loader", "autocast": "off", "log_every": 1}
+                            "attention_fallback": None, "pixels": "loader", "autocast": "off", "log_every": 1}
 
 
 def test_the_log_read_every_k_steps_equals_the_log_read_every_step(tiny_model, digits_task, train_set,

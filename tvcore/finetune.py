@@ -18,9 +18,10 @@ On CUDA the run is set up for the hardware (:class:`Speed`): fused AdamW, cached
 uint8 pixels held on the device and normalized there, loss and gradient norm kept on
 the device and read every few steps, optionally ``torch.compile`` or CUDA graphs
 (with a fallback to eager that the result records), and, where determinism is
-asked, the math attention backend (cuDNN's and the memory-efficient attention's
-backward passes are not deterministic). On the CPU none of it applies: the
-optimizer and every operation are those the committed baselines were made with.
+asked, fused attention under PyTorch's strict deterministic mode (see
+:class:`Speed`; the math backend where that mode refuses an operation). On the
+CPU none of it applies: the optimizer and every operation are those the
+committed baselines were made with.
 """
 
 from __future__ import annotations
@@ -160,6 +161,7 @@ class StepBatches(torch.utils.data.Sampler):
 
 
 COMPILE_MODES = ("off", "compile", "cudagraphs", "auto")
+DETERMINISTIC_ATTENTION = ("fused", "math")
 # "auto" compiles only runs long enough to repay the compilation (about a minute for
 # ViT-B-32's forward and backward), so short runs (rehearsals, micro suites) stay eager.
 AUTO_COMPILE_MIN_STEPS = 500
@@ -176,16 +178,29 @@ class Speed:
     ``log_every``: steps between reads of the loss and gradient norm to the host.
     ``resident_pixels``: hold a cached training split's uint8 pixels on the device
     when they take at most ``resident_fraction`` of its free memory.
+    ``deterministic_attention``: the attention of a deterministic fine-tune.
+    "fused": the steps run under ``torch.use_deterministic_algorithms(True)``
+    without ``warn_only``, where PyTorch runs the backward pass of its fused
+    attention kernels deterministically (flash attention in its deterministic
+    mode; the memory-efficient kernel with one key split) and never chooses cuDNN's
+    attention, whose backward is not deterministic; a run whose first step that
+    mode refuses (an operation without a deterministic implementation) falls back
+    to "math", and its result says so. "math": SDPA's math backend, under the
+    warn-only mode the rest of the process keeps.
     """
 
     compile: str = "auto"
     log_every: int = 50
     resident_pixels: bool = True
     resident_fraction: float = 0.5
+    deterministic_attention: str = "fused"
 
     def __post_init__(self):
         if self.compile not in COMPILE_MODES:
             raise UsageError(f"compile mode {self.compile!r} is not one of {', '.join(COMPILE_MODES)}")
+        if self.deterministic_attention not in DETERMINISTIC_ATTENTION:
+            raise UsageError(f"deterministic attention {self.deterministic_attention!r} is not one of "
+                             f"{', '.join(DETERMINISTIC_ATTENTION)}")
         if self.log_every < 1:
             raise UsageError(f"log_every must be at least 1, got {self.log_every}")
 
@@ -196,7 +211,7 @@ class Accel:
 
     fused_adamw: bool = False
     compile: str = "off"  # "off", "compile" or "cudagraphs"
-    math_attention: bool = False
+    attention: str = "default"  # "default", "strict" (fused, strict deterministic mode) or "math"
     resident_pixels: bool = False
     resident_fraction: float = 0.5
     log_every: int = 1
@@ -215,8 +230,33 @@ def resolve_speed(speed: Speed | Accel | None, device: torch.device, determinist
     mode = speed.compile
     if mode == "auto":
         mode = "cudagraphs" if total >= AUTO_COMPILE_MIN_STEPS else "off"
-    return Accel(fused_adamw=True, compile=mode, math_attention=deterministic, resident_pixels=speed.resident_pixels,
+    attention = {"fused": "strict", "math": "math"}[speed.deterministic_attention] if deterministic else "default"
+    return Accel(fused_adamw=True, compile=mode, attention=attention, resident_pixels=speed.resident_pixels,
                  resident_fraction=speed.resident_fraction, log_every=speed.log_every)
+
+
+ATTENTION_LABELS = {"default": "default", "strict": "fused (strict deterministic algorithms)",
+                    "math": "math (deterministic)"}
+
+
+def _refused_as_nondeterministic(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps: the compiler wraps the errors of the
+    graphs it runs) is PyTorch refusing an operation in strict deterministic mode."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, RuntimeError) and "deterministic" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+
+
+def _compiled(forward, compile_mode: str):
+    return torch.compile(forward, mode="reduce-overhead" if compile_mode == "cudagraphs" else None)
 
 
 @dataclass
@@ -387,7 +427,7 @@ def finetune(model: ImageClassifier, train_data: torch.utils.data.Dataset, recip
         forward = ImageClassifier(ddp, model.head)
     eager, compile_mode, fallback = forward, accel.compile, None
     if compile_mode != "off":
-        forward = torch.compile(forward, mode="reduce-overhead" if compile_mode == "cudagraphs" else None)
+        forward = _compiled(forward, compile_mode)
 
     start, log, resumed = 0, [], None
     ckpt = _checkpoint_path(checkpoint_dir) if checkpoint_dir else None
@@ -410,15 +450,49 @@ def finetune(model: ImageClassifier, train_data: torch.utils.data.Dataset, recip
         batches = torch.utils.data.DataLoader(data, batch_sampler=sampler, num_workers=num_workers,
                                               multiprocessing_context=worker_context(num_workers),
                                               pin_memory=device.type == "cuda", generator=torch.Generator())
-    # Deterministic attention on CUDA: the math backend (cuDNN's and the efficient
-    # kernel's backward passes accumulate in a nondeterministic order).
-    attention = nullcontext
-    if accel.math_attention:
+    # Deterministic attention on CUDA (Speed.deterministic_attention): fused kernels
+    # under the strict mode, for the steps only (the process's mode is restored after
+    # them), or the math backend.
+    attention_mode, attention_fallback = accel.attention, None
+    process_mode = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+
+    def restore_process_mode():
+        torch.use_deterministic_algorithms(process_mode[0], warn_only=process_mode[1])
+
+    def attention():
+        if attention_mode != "math":
+            return nullcontext()
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
-        attention = lambda: sdpa_kernel(SDPBackend.MATH)  # noqa: E731
+        return sdpa_kernel(SDPBackend.MATH)
+
     stats = _Log(log, accel.log_every, device)
     first_step_s = warm_s = None
+
+    def first_step(images, labels, step):
+        """The first step, where what a run asked for can fail: a strict-mode refusal
+        falls back to math attention, a compiler failure to eager; each is recorded."""
+        nonlocal forward, compile_mode, fallback, attention_mode, attention_fallback
+        while True:
+            try:
+                return step_loss(forward, images, labels)
+            except Exception as exc:  # noqa: BLE001 - any compiler failure falls back to eager
+                torch.manual_seed(recipe.seed * 1_000_003 + step)
+                if attention_mode == "strict" and _refused_as_nondeterministic(exc):
+                    attention_fallback = f"strict deterministic mode refused an operation ({_short(exc)}); ran math"
+                    attention_mode = "math"
+                    restore_process_mode()
+                    if compile_mode != "off":
+                        # The compiled graph holds the fused kernels: compile again under math.
+                        torch._dynamo.reset()
+                        forward = _compiled(eager, compile_mode)
+                elif compile_mode != "off":
+                    fallback = f"{compile_mode} failed ({_short(exc)}); ran eager"
+                    forward, compile_mode = eager, "off"
+                else:
+                    raise
+                if compile_mode == "cudagraphs":
+                    torch.compiler.cudagraph_mark_step_begin()
 
     def step_loss(fwd, images, labels):
         with attention(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -439,40 +513,39 @@ def finetune(model: ImageClassifier, train_data: torch.utils.data.Dataset, recip
 
     t0 = time.perf_counter()
     bar = tqdm(range(start, end), desc=progress_label(recipe, desc), disable=not progress or rank != 0, initial=start, total=total)
-    for step, (images, labels) in zip(bar, batches):
-        # Dropout and the like draw from the global RNG: seeded by the step, so a
-        # resumed run draws what an unbroken one would.
-        torch.manual_seed(recipe.seed * 1_000_003 + step)
-        lr = lr_at(step, recipe, total)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        images = on_device(images.to(device, non_blocking=True))
-        labels = labels.to(device, non_blocking=True)
-        if compile_mode == "cudagraphs":
-            torch.compiler.cudagraph_mark_step_begin()
-        if compile_mode != "off" and first_step_s is None:
-            try:
+    if attention_mode == "strict":
+        torch.use_deterministic_algorithms(True, warn_only=False)
+    try:
+        for step, (images, labels) in zip(bar, batches):
+            # Dropout and the like draw from the global RNG: seeded by the step, so a
+            # resumed run draws what an unbroken one would.
+            torch.manual_seed(recipe.seed * 1_000_003 + step)
+            lr = lr_at(step, recipe, total)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            images = on_device(images.to(device, non_blocking=True))
+            labels = labels.to(device, non_blocking=True)
+            if compile_mode == "cudagraphs":
+                torch.compiler.cudagraph_mark_step_begin()
+            if first_step_s is None:
+                loss = first_step(images, labels, step)
+            else:
                 loss = step_loss(forward, images, labels)
-            except Exception as exc:  # noqa: BLE001 - any compiler failure falls back to eager
-                fallback = f"{compile_mode} failed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); ran eager"
-                forward, compile_mode = eager, "off"
-                torch.manual_seed(recipe.seed * 1_000_003 + step)
-                loss = step_loss(forward, images, labels)
-        else:
-            loss = step_loss(forward, images, labels)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, recipe.grad_clip)
-        optimizer.step()
-        stats.add(step, lr, loss, grad_norm)
-        if first_step_s is None:
-            first_step_s = elapsed()
-        if step + 1 - start == WARM_STEPS:
-            warm_s = elapsed()
-        if not stats.pending:
-            bar.set_postfix(loss=f"{log[-1]['loss']:.4f}", lr=f"{lr:.2e}")
-        done = step + 1
-        if ckpt is not None and rank == 0 and (done % checkpoint_every == 0 or done == end):
-            stats.flush()
-            _save_checkpoint(ckpt, encoder, optimizer, done, recipe, log)
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, recipe.grad_clip)
+            optimizer.step()
+            stats.add(step, lr, loss, grad_norm)
+            if first_step_s is None:
+                first_step_s = elapsed()
+            if step + 1 - start == WARM_STEPS:
+                warm_s = elapsed()
+            if not stats.pending:
+                bar.set_postfix(loss=f"{log[-1]['loss']:.4f}", lr=f"{lr:.2e}")
+            done = step + 1
+            if ckpt is not None and rank == 0 and (done % checkpoint_every == 0 or done == end):
+                stats.flush()
+                _save_checkpoint(ckpt, encoder, optimizer, done, recipe, log)
+    finally:
+        restore_process_mode()
     stats.flush()
     loop_s = time.perf_counter() - t0
     bar.close()
@@ -481,7 +554,7 @@ def finetune(model: ImageClassifier, train_data: torch.utils.data.Dataset, recip
     seconds = time.perf_counter() - t0
     record = {"device": device.type, "optimizer": "AdamW fused" if accel.fused_adamw else "AdamW (torch default)",
               "compile": compile_mode, "compile_asked": accel.compile, "compile_fallback": fallback,
-              "attention": "math (deterministic)" if accel.math_attention else "default",
+              "attention": ATTENTION_LABELS[attention_mode], "attention_fallback": attention_fallback,
               "pixels": "device-resident uint8" if resident else "loader",
               "autocast": "bf16" if use_amp else "off", "log_every": accel.log_every}
     return FinetuneResult(state, log, end, seconds, resumed, record, first_step_s, warm_s, loop_s)

@@ -11,8 +11,9 @@ the device's data-sheet bf16 peak):
   fused, fused + ``torch.compile``, fused + CUDA graphs (compile mode
   ``reduce-overhead``); every loop clips the gradient norm as the recipe does;
 * :func:`tvcore.finetune.finetune` on a pixel cache of uint8 images: eager and
-  with CUDA graphs, deterministic (math attention) and not; the result's
-  ``accel`` says what ran; and whether two deterministic runs give bitwise the
+  with CUDA graphs, deterministic (fused attention under the strict deterministic
+  mode, and the math backend) and not; the result's ``accel`` says what ran; and
+  whether two deterministic runs, eager and with CUDA graphs, give bitwise the
   same weights;
 * bare evaluation fp32 and bf16 at the device's batch, and tvcore's evaluation
   (:class:`tvcore.data.loaders.EvalLoader` + :func:`tvcore.evaluate.run_classifier`);
@@ -27,9 +28,9 @@ the device's data-sheet bf16 peak):
   warm-up steps, against one fine-tune alone;
 * a whole micro suite (``negation-micro``) on the device: wall seconds and its
   record's timings;
-* deterministic fine-tunes with each fused SDPA backend forced (efficient, flash,
-  cuDNN) instead of math: pace and a bitwise repeat check (last: ``--only
-  train.attention``);
+* deterministic fine-tunes with each fused SDPA backend forced (flash, memory-
+  efficient) under the strict mode: pace and a bitwise repeat check (last:
+  ``--only train.attention``);
 * ``--plan`` of the paper's negation and addition suites (:func:`tvcore.plan.plan_suite`
   on a generated tree of the nine tasks, two images a class, and the random weights
   file): fine-tuning steps and their predicted seconds (which do not depend on the
@@ -197,15 +198,18 @@ def bare_train(model, variant: str, size: Size, image_size: int, device: torch.d
             - per_step * size.train_steps}
 
 
-def tvcore_train(model, cache, compile_mode: str, deterministic: bool, size: Size, device: torch.device) -> dict:
-    """:func:`tvcore.finetune.finetune` on the cache; throughput after its first step."""
+def tvcore_train(model, cache, compile_mode: str, deterministic: bool, size: Size, device: torch.device,
+                 attention: str = "fused") -> dict:
+    """:func:`tvcore.finetune.finetune` on the cache; throughput after its first step.
+    ``attention``: the deterministic attention (:class:`tvcore.finetune.Speed`)."""
     from tvcore.data.loaders import CachedTrain
     from tvcore.finetune import Recipe, Speed, finetune
 
     steps = size.train_warmup + size.train_steps
     recipe = Recipe(batch_size=size.train_batch, steps=steps, warmup_steps=min(10, steps))
     result = finetune(copy.deepcopy(model), CachedTrain(cache, 0), recipe, device=device, progress=False,
-                      deterministic=deterministic, speed=Speed(compile=compile_mode))
+                      deterministic=deterministic,
+                      speed=Speed(compile=compile_mode, deterministic_attention=attention))
     torch.use_deterministic_algorithms(False)
     steady = result.steady_step_s()
     return {"images_per_s": size.train_batch / steady, "first_step_s": result.first_step_s,
@@ -213,8 +217,9 @@ def tvcore_train(model, cache, compile_mode: str, deterministic: bool, size: Siz
             "final_loss": result.log[-1]["loss"]}
 
 
-def tvcore_repeat(model, cache, size: Size, device: torch.device) -> dict:
-    """Two deterministic eager fine-tunes of a few steps: bitwise the same weights?"""
+def tvcore_repeat(model, cache, size: Size, device: torch.device, compile_mode: str = "off") -> dict:
+    """Two deterministic fine-tunes of a few steps, as a run makes them (tvcore's
+    default deterministic attention): bitwise the same weights?"""
     from tvcore.data.loaders import CachedTrain
     from tvcore.finetune import Recipe, Speed, finetune
 
@@ -222,19 +227,21 @@ def tvcore_repeat(model, cache, size: Size, device: torch.device) -> dict:
     states = []
     for _ in range(2):
         result = finetune(copy.deepcopy(model), CachedTrain(cache, 0), recipe, device=device, progress=False,
-                          deterministic=True, speed=Speed(compile="off"))
+                          deterministic=True, speed=Speed(compile=compile_mode))
         states.append(result.state_dict)
     torch.use_deterministic_algorithms(False)
     diff = max((states[0][k].double() - states[1][k].double()).abs().max().item() for k in states[0])
     return {"steps": recipe.steps, "bitwise_equal": all(torch.equal(states[0][k], states[1][k]) for k in states[0]),
-            "max_abs_diff": diff, "attention": result.accel["attention"]}
+            "max_abs_diff": diff, "attention": result.accel["attention"],
+            "attention_fallback": result.accel["attention_fallback"], "compile": result.accel["compile"]}
 
 
 def attention_backend(model, cache, backend: str, size: Size, device: torch.device) -> dict:
-    """A deterministic fine-tune (as tvcore's flags set it) with one SDPA backend
-    forced instead of the math one: its pace with CUDA graphs, and whether two short
-    eager runs give bitwise the same weights. A backend that repeats at ViT-B/32's
-    50 tokens and runs faster than math would lift the deterministic ratio."""
+    """A deterministic fine-tune under the strict deterministic mode (what tvcore's
+    fused deterministic attention runs) with one SDPA backend forced: its pace with
+    CUDA graphs, and whether two short eager runs give bitwise the same weights.
+    Which fused kernel the default's SDPA picks is PyTorch's choice; this says what
+    each one is worth."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from tvcore.data.loaders import CachedTrain
@@ -244,7 +251,7 @@ def attention_backend(model, cache, backend: str, size: Size, device: torch.devi
     steps = size.train_warmup + size.train_steps
 
     def run(recipe, compile_mode):
-        accel = Accel(fused_adamw=True, compile=compile_mode, math_attention=False, resident_pixels=True,
+        accel = Accel(fused_adamw=True, compile=compile_mode, attention="strict", resident_pixels=True,
                       log_every=50)
         with sdpa_kernel(chosen):
             return finetune(copy.deepcopy(model), CachedTrain(cache, 0), recipe, device=device, progress=False,
@@ -255,7 +262,8 @@ def attention_backend(model, cache, backend: str, size: Size, device: torch.devi
     a, b = (run(short, "off").state_dict for _ in range(2))
     torch.use_deterministic_algorithms(False)
     return {"backend": backend, "images_per_s": size.train_batch / timed.steady_step_s(),
-            "first_step_s": timed.first_step_s, "bitwise_equal": all(torch.equal(a[k], b[k]) for k in a),
+            "first_step_s": timed.first_step_s, "attention": timed.accel["attention"],
+            "attention_fallback": timed.accel["attention_fallback"], "bitwise_equal": all(torch.equal(a[k], b[k]) for k in a),
             "max_abs_diff": max((a[k].double() - b[k].double()).abs().max().item() for k in a)}
 
 
@@ -585,6 +593,10 @@ def run(size: Size, device: torch.device, budget_s: float, work: Path, out_dir: 
     # 3. What each feature is worth: no determinism, no compilation, bitwise repeats,
     #    the other bare loops, compiled evaluation.
     if cuda:
+        section("train.tvcore.cudagraphs.deterministic.math",
+                lambda: tvcore_train(model, train_cache, "cudagraphs", True, size, device, attention="math"))
+        section("train.tvcore.repeat.cudagraphs",
+                lambda: tvcore_repeat(model, train_cache, size, device, compile_mode="cudagraphs"))
         section("train.tvcore.cudagraphs.nondeterministic", tvcore("cudagraphs", False))
         section("train.tvcore.off.deterministic", tvcore("off", True))
     section("train.tvcore.repeat", lambda: tvcore_repeat(model, train_cache, size, device))
@@ -596,8 +608,8 @@ def run(size: Size, device: torch.device, budget_s: float, work: Path, out_dir: 
     if cuda:
         section("eval.bare.bf16.compiled",
                 lambda: bare_eval(model, "bf16", tv_batch, image_size, device, size, compiled=True))
-        # 4. Deterministic attention other than math (for a later version; --only train.attention).
-        for backend in ("EFFICIENT_ATTENTION", "FLASH_ATTENTION", "CUDNN_ATTENTION"):
+        # 4. Each fused kernel under the strict mode (cuDNN's is never chosen there).
+        for backend in ("FLASH_ATTENTION", "EFFICIENT_ATTENTION"):
             section(f"train.attention.{backend.lower()}",
                     lambda b=backend: attention_backend(model, train_cache, b, size, device))
     save()
