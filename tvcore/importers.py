@@ -54,6 +54,7 @@ from safetensors.torch import load_file
 from .checkpoints import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, save_state_dict, sha256_file
 from .errors import CheckpointError
 from .models import quick_gelu_flag, quiet_openclip, register_config, state_fingerprint
+from .openclip import open_clip_module
 
 IMAGE_ENCODER_FORMAT = "tvcore.image_encoder"
 _SHOWN = 8
@@ -561,9 +562,8 @@ def describe_kind(state: Mapping[str, torch.Tensor]) -> str:
 def reference_layout(arch: str) -> tuple[str, dict[str, torch.Tensor]]:
     """The registered name and the image encoder's state dict (meta tensors: shapes
     and dtypes, no data) of an OpenCLIP architecture."""
-    import open_clip
-
     name = register_config(str(arch))
+    open_clip = open_clip_module(name)
     with torch.device("meta"), quiet_openclip():  # no "initialized randomly" notice: only shapes are read
         model = open_clip.create_model(name, device="meta")
     return name, model.visual.state_dict()

@@ -27,6 +27,7 @@ from safetensors.torch import load_file
 
 from .checkpoints import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, load_state_dict, save_state_dict
 from .errors import CheckpointError, ModelConfigNotFoundError, OfflineError, TaskVectorMismatchError, UsageError
+from .openclip import open_clip_module
 from .vectors import check_compatible
 
 WEIGHT_SUFFIXES = SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES
@@ -44,8 +45,9 @@ def _downloads_allowed(allow_download: bool | None) -> bool:
 
 def register_config(arch: str) -> str:
     """An architecture given as a JSON config file is registered with OpenCLIP under
-    its file stem; a registered name is returned as is."""
-    import open_clip
+    its file stem; a registered name is returned as is. OpenCLIP is imported with
+    the optional libraries the architecture uses (:mod:`tvcore.openclip`)."""
+    open_clip = open_clip_module(arch)
 
     if arch.endswith(".json"):
         path = Path(arch)
@@ -62,7 +64,7 @@ def register_config(arch: str) -> str:
 def _cached_tag_file(arch: str, tag: str, cache_dir: str | None) -> str | None:
     """The local file of a pretrained tag if it is already cached, else None. Never
     touches the network."""
-    import open_clip
+    open_clip = open_clip_module()
     from open_clip import pretrained as oc_pretrained
 
     cfg = open_clip.get_pretrained_cfg(arch, tag)
@@ -174,7 +176,7 @@ def decide_quick_gelu(arch: str, *, records: Mapping[str, bool | None] | None = 
     QuickGELU changes every feature of a model and a state dict does not show it
     (OpenAI's CLIP weights were trained with it, LAION's OpenCLIP weights without:
     OpenCLIP's pretrained registry, ``open_clip.get_pretrained_cfg``)."""
-    import open_clip
+    open_clip = open_clip_module()
 
     name = register_config(str(arch))
     facts: list[tuple[bool, str]] = [(bool(v), f"{k} records QuickGELU {_on_off(bool(v))}")
@@ -287,7 +289,7 @@ def load_model(arch: str, pretrained: str | os.PathLike | None = None, *, device
     (the user's ``--quick-gelu``). ``info["quick_gelu"]`` and
     ``info["quick_gelu_source"]`` say what was decided and why.
     """
-    import open_clip
+    open_clip = open_clip_module()
 
     name = register_config(str(arch))
     kwargs = {}

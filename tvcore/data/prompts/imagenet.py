@@ -34,8 +34,10 @@ PAPER_FINGERPRINT = "e8e8146e9dea3080cea9e5cb88ce8a2bbacb1362824aaa2f4ec9b944dea
 @cache
 def _from_open_clip() -> tuple[tuple[str, ...], tuple[str, ...]]:
     # Imported here: open_clip pulls in torch, and the other tasks' prompts need neither.
-    import open_clip
-    from open_clip import zero_shot_metadata as meta
+    from ...openclip import open_clip_module
+
+    open_clip = open_clip_module()
+    meta = open_clip.zero_shot_metadata
 
     # OpenCLIP stores templates as one-argument callables; applied to "{}" they
     # give back the format string itself.
