@@ -56,6 +56,12 @@ def test_tvcore_eval_end_to_end_runs_twice_on_the_cached_split(smoke):
     assert e2e["first_s"] > 0 and e2e["cached_s"] > 0 and "load_model_s" in e2e["cached_timings"]
 
 
+def test_a_profiled_end_to_end_run_says_how_long_it_ran_outside_the_profile(smoke):
+    """The interpreter's start and exit, which cProfile does not see."""
+    e2e = smoke["sections"]["eval.tvcore.end_to_end"]
+    assert 0 < e2e["cached_profiled_outside_profile_s"] < e2e["cached_profiled_s"]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the skip where no CUDA device is present")
 def test_without_cuda_the_full_run_skips_cleanly(gpu_bench, tmp_path, capsys):
     assert gpu_bench.main(["--out", str(tmp_path)]) == 0

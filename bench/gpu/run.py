@@ -344,6 +344,11 @@ def tvcore_eval_end_to_end(loaded, arch: str, images: int, device: torch.device,
             raise RuntimeError(f"tvcore eval exited {proc.returncode}: {proc.stderr.strip()[-400:]}")
         record = json.loads((work / f"results-{run}" / "eval-MNIST-test.json").read_text())
         out[f"{run}_timings"] = record.get("timings")
+        if profiled:
+            # What cProfile saw is the module's run; the rest of the wall time is the
+            # interpreter's start and exit (the device's teardown among them).
+            inside = pstats.Stats(str(work / f"{run}.prof")).total_tt
+            out[f"{run}_outside_profile_s"] = out[f"{run}_s"] - inside
         if profiled and profile_dir is not None:
             profile_dir.mkdir(parents=True, exist_ok=True)
             with open(profile_dir / f"e2e-{run}.prof.txt", "w") as fh:
