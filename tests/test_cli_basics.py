@@ -72,3 +72,30 @@ def test_every_run_option_has_help():
     run = next(a for a in parser._actions if a.dest == "command").choices["run"]
     undocumented = [a.option_strings[0] for a in run._actions if a.option_strings and not a.help]
     assert undocumented == []
+
+
+def test_the_entry_point_runs_main_then_freezes_the_collector_for_a_quick_exit(monkeypatch):
+    import gc
+
+    import tvcore.cli as cli
+
+    monkeypatch.setattr(cli, "main", lambda: 3)
+    assert gc.get_freeze_count() == 0
+    try:
+        assert cli.entry() == 3
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
+def test_main_called_from_python_leaves_the_collector_alone(tmp_path, capsys, monkeypatch):
+    import gc
+
+    monkeypatch.setenv("TVCORE_CACHE", str(tmp_path))
+    assert main(["cache", "list"]) == 0
+    assert gc.get_freeze_count() == 0
+
+
+def test_the_console_script_and_python_dash_m_start_at_the_entry_point():
+    assert 'tvcore = "tvcore.cli:entry"' in (ROOT / "pyproject.toml").read_text()
+    assert "sys.exit(entry())" in (ROOT / "tvcore" / "__main__.py").read_text()

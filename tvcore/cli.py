@@ -800,5 +800,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def entry() -> int:
+    """The process's entry point (``tvcore``, ``python -m tvcore``): :func:`main`,
+    then a quick exit. At exit Python collects garbage over every object the process
+    holds, and torch, torchvision and OpenCLIP make millions at import: 1.1 s of a
+    5-s ``tvcore eval`` on this 2-core CPU. Frozen first (``gc.freeze``), they are left
+    out of those collections; exit handlers run and files close as before. Only the
+    process's entry point does this: a caller of :func:`main` keeps its collector."""
+    import gc
+
+    code = main()
+    gc.freeze()
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())
