@@ -26,12 +26,14 @@ training and in evaluation.
 from __future__ import annotations
 
 from pathlib import Path, PureWindowsPath
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from ..errors import DatasetError
 from .base import Sample, TaskData
 from .protocols import Protocol, apply_protocol
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 IMAGE_DIR = "MINI-DDSM-Complete-JPEG-8"
 SHEET_NAMES = ("DataWMask.xlsx", "DataWMask.csv")
@@ -86,6 +88,8 @@ def find_layout(root: str | Path) -> tuple[Path, Path]:
 
 
 def read_sheet(path: Path) -> pd.DataFrame:
+    import pandas as pd  # here: every tvcore process imports this module, few read a sheet
+
     try:
         df = pd.read_excel(path) if path.suffix == ".xlsx" else pd.read_csv(path)
     except Exception as exc:  # pandas raises many types for a broken sheet
@@ -112,6 +116,8 @@ def _density(raw, sheet: Path, row_no: int) -> int:
     it (2, 2.0, "2"); anything else (2.5, "x", empty) is an error naming the cell,
     never rounded or truncated into a class."""
     where = f"mini-ddsm: {sheet} row {row_no}: Density"
+    import pandas as pd
+
     text = raw.strip() if isinstance(raw, str) else raw
     if text == "" or (not isinstance(text, str) and pd.isna(text)):
         raise DatasetError(f"{where} is empty; every row needs a density 0..4 (0: not rated)")
