@@ -148,6 +148,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             f"interpreter with torch); reference {rss['reference_bytes'] / mib:.0f} MiB = "
             f"{rss['reference_x_model']:.2f}x")
     _data_path_summary(tr, table)
+    start = table.get("startup")
+    if start:
+        tr.write_line(f"tvcore eval on the tiny model, cache built: {start['tvcore_eval_s']:.2f} s, "
+                      f"{start['ratio_to_floor']:.2f}x a process importing torch and torchvision "
+                      f"({start['floor_s']:.2f} s); medians of {start['runs']}")
     out = Path(config.getoption("results_dir", default="results"))
     out.mkdir(parents=True, exist_ok=True)
     (out / "speed.json").write_text(json.dumps(table, indent=2, sort_keys=True) + "\n")
