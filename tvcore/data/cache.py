@@ -178,11 +178,13 @@ class _Lock:
             self.fd = None
 
 
-# Images a decode worker must have to be worth starting. A worker process starts in
-# 1-3 s (a forkserver child importing torch and the transforms; 3.5 s each on a
+# Images a decode worker must have to be worth starting. A process's first workers
+# wait for its forkserver to import torch, the transforms and OpenCLIP (4 s on this
+# 2-core CPU; before the server imported them, every worker did, 3.5 s each on a
 # sandboxed H200 box, where the 8 workers of an 8,000-image split took 28 s to start
-# and the split decodes in 5 s in one process), while a small image decodes in under
-# a millisecond: below a few thousand images a worker costs more than it saves.
+# and the split decodes in 5 s in one process); later workers start in milliseconds
+# (tvcore.data.worker_preload). A small image decodes in under a millisecond: below a
+# few thousand images, even that first wait costs more than the workers save.
 IMAGES_PER_BUILD_WORKER = 4000
 
 

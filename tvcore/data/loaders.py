@@ -39,19 +39,54 @@ def default_workers() -> int:
     return max(0, min(8, cpus))
 
 
+# The modules the forkserver imports before it forks any worker (see
+# tvcore.data.worker_preload), and "__main__", which it imports by default.
+WORKER_PRELOAD = ("tvcore.data.worker_preload", "__main__")
+# The server must stay single-threaded: a fork copies only the forking thread, and
+# numpy's BLAS starts a thread pool at import unless told to use one thread. Its
+# workers inherit this; each DataLoader worker runs torch on one thread anyway.
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _start_forkserver(ctx) -> None:
+    """Start the process's forkserver with :data:`WORKER_PRELOAD` imported, once (a
+    server already running, started by anyone, is used as it is)."""
+    from multiprocessing import forkserver
+
+    if getattr(_start_forkserver, "done", False):
+        return
+    ctx.set_forkserver_preload(list(WORKER_PRELOAD))
+    saved = {k: os.environ.get(k) for k in ONE_THREAD}
+    os.environ.update(ONE_THREAD)
+    try:
+        forkserver.ensure_running()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    _start_forkserver.done = True
+
+
 def worker_context(workers: int):
     """The start method of a DataLoader's worker processes: none without workers;
     else "forkserver" (where the platform has it) or "spawn", never "fork". The
     process that asks is threaded (the evaluation reader, a pin-memory thread,
     torch's own pools), and a fork copies whatever lock another thread holds at that
     instant into a child that can never release it (Python 3.12 warns of exactly
-    this). A worker then receives its dataset pickled, so datasets stay picklable."""
+    this). A worker then receives its dataset pickled, so datasets stay picklable.
+    The forkserver imports what workers need once (:data:`WORKER_PRELOAD`), so each
+    worker after the server's start begins in milliseconds instead of seconds."""
     if workers <= 0:
         return None
     import multiprocessing
 
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    _start_forkserver(ctx)
+    return ctx
 
 
 # Evaluation splits kept on a CUDA device after their first pass take together at
