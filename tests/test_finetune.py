@@ -151,6 +151,40 @@ def test_on_cuda_fused_adamw_strict_fused_attention_and_compiled_long_runs():
     assert resolve_speed(Speed(deterministic_attention="math"), cuda, True, 10).attention == "math"
 
 
+def test_deterministic_mode_leaves_new_memory_unfilled_and_says_so():
+    from tvcore.finetune import determinism_flags, seed_everything
+
+    saved = torch.utils.deterministic.fill_uninitialized_memory
+    try:
+        torch.utils.deterministic.fill_uninitialized_memory = True
+        seed_everything(0, deterministic=True)
+        assert torch.utils.deterministic.fill_uninitialized_memory is False
+        assert determinism_flags()["fill_uninitialized_memory"] is False
+    finally:
+        torch.utils.deterministic.fill_uninitialized_memory = saved
+
+
+def test_filling_new_memory_changes_no_weight_of_a_fine_tune(tiny_model, digits_task, train_set, tmp_path_factory,
+                                                             monkeypatch):
+    """Nothing in a fine-tune reads memory before writing it: with torch's NaN fill
+    of every new tensor back on, the weights are bitwise the same."""
+    import tvcore.finetune as ft
+
+    _, unfilled = run(tiny_model, digits_task, train_set, tmp_path_factory)
+    seed = ft.seed_everything
+
+    def seed_and_fill(*args, **kwargs):
+        seed(*args, **kwargs)
+        torch.utils.deterministic.fill_uninitialized_memory = True
+
+    monkeypatch.setattr(ft, "seed_everything", seed_and_fill)
+    try:
+        _, filled = run(tiny_model, digits_task, train_set, tmp_path_factory)
+    finally:
+        torch.utils.deterministic.fill_uninitialized_memory = False
+    assert all(torch.equal(unfilled.state_dict[k], filled.state_dict[k]) for k in unfilled.state_dict)
+
+
 def test_an_unknown_deterministic_attention_is_refused_in_one_line():
     from tvcore.errors import UsageError
     from tvcore.finetune import Speed

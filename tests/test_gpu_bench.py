@@ -35,7 +35,8 @@ def test_smoke_runs_every_cpu_section_without_error(smoke):
     assert set(smoke["sections"]) == {"flops", "train.bare.foreach", "train.bare.fused",
                                       "train.tvcore.off.deterministic", "train.tvcore.repeat", "eval.bare.fp32",
                                       "eval.bare.bf16",
-                                      "eval.tvcore.auto", "eval.tvcore.end_to_end",
+                                      "eval.tvcore.auto", "eval.tvcore.auto.deterministic",
+                                      "eval.tvcore.auto.deterministic.fill", "eval.tvcore.end_to_end",
                                       "train.concurrent.1", "train.concurrent.2", "plan.paper"}
 
 
@@ -43,6 +44,7 @@ def test_smoke_prints_tvcore_over_bare_ratios(smoke):
     ratios = smoke["ratios"]
     assert ratios["train.tvcore.off.deterministic / best bare"] > 0
     assert ratios["eval.tvcore.auto / bare bf16"] > 0
+    assert ratios["eval.tvcore.auto.deterministic / bare bf16"] > 0
 
 
 def test_flops_are_counted_a_training_step_near_three_forwards(smoke):

@@ -112,7 +112,14 @@ def lr_at(step: int, recipe: Recipe, total: int) -> float:
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and torch, and turn on deterministic algorithms."""
+    """Seed Python, NumPy and torch, and turn on deterministic algorithms.
+
+    Without filling new memory: in deterministic mode torch by default writes NaN
+    into every tensor ``torch.empty`` allocates, a guard for programs that read
+    memory before writing it, and an extra pass over memory per allocation.
+    PyTorch documents that a program that never reads uninitialized memory stays
+    deterministic with it off (``torch.utils.deterministic.fill_uninitialized_memory``);
+    tvcore's repeat checks (two runs, bitwise the same weights) test exactly that."""
     import random
 
     import numpy as np
@@ -123,12 +130,14 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.utils.deterministic.fill_uninitialized_memory = False
         torch.backends.cudnn.benchmark = False
 
 
 def determinism_flags() -> dict:
     return {
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "fill_uninitialized_memory": torch.utils.deterministic.fill_uninitialized_memory,
         "cudnn_benchmark": torch.backends.cudnn.benchmark,
         "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
     }

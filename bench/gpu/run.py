@@ -16,7 +16,9 @@ the device's data-sheet bf16 peak):
   whether two deterministic runs, eager and with CUDA graphs, give bitwise the
   same weights;
 * bare evaluation fp32 and bf16 at the device's batch, and tvcore's evaluation
-  (:class:`tvcore.data.loaders.EvalLoader` + :func:`tvcore.evaluate.run_classifier`);
+  (:class:`tvcore.data.loaders.EvalLoader` + :func:`tvcore.evaluate.run_classifier`),
+  also under the deterministic mode a run holds after a fine-tune, with torch's NaN
+  fill of new memory off (as tvcore sets it) and on;
 * ``tvcore eval`` end to end on 8,000 cached images (a generated MNIST tree and a
   random ViT-B-32 weights file), its second run, when the cache exists, beside the
   start of a bare ``python -c "import torch"`` on the device; two more runs under
@@ -314,6 +316,19 @@ def tvcore_eval(model, cache, batch: int, device: torch.device, precision: str =
             "labels_are_the_cache": bool(np.array_equal(passes[0][0], cache.labels))}
 
 
+def tvcore_eval_deterministic(model, cache, batch: int, device: torch.device, fill: bool) -> dict:
+    """:func:`tvcore_eval` under the deterministic mode a run holds after its first
+    fine-tune, with torch's NaN fill of new memory as tvcore sets it (off) or on."""
+    saved = torch.utils.deterministic.fill_uninitialized_memory
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = fill
+    try:
+        return {**tvcore_eval(model, cache, batch, device), "fill_uninitialized_memory": fill}
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.utils.deterministic.fill_uninitialized_memory = saved
+
+
 def tvcore_eval_end_to_end(loaded, arch: str, images: int, device: torch.device, work: Path,
                            profile_dir: Path | None = None) -> dict:
     """``tvcore eval MNIST`` on a generated tree of ``images`` test images and a
@@ -586,6 +601,8 @@ def run(size: Size, device: torch.device, budget_s: float, work: Path, out_dir: 
         section("train.tvcore.cudagraphs.deterministic.again", tvcore("cudagraphs", True))
     section("eval.bare.bf16", lambda: bare_eval(model, "bf16", tv_batch, image_size, device, size))
     section("eval.tvcore.auto", lambda: tvcore_eval(model, eval_cache, tv_batch, device))
+    section("eval.tvcore.auto.deterministic",
+            lambda: tvcore_eval_deterministic(model, eval_cache, tv_batch, device, fill=False))
     section("eval.bare.fp32", lambda: bare_eval(model, "fp32", tv_batch // 2, image_size, device, size))
     if size.plan_suites:
         section("plan.paper", lambda: plan_paper_suites(size, loaded, device, work))
@@ -605,6 +622,8 @@ def run(size: Size, device: torch.device, budget_s: float, work: Path, out_dir: 
         section("train.tvcore.cudagraphs.nondeterministic", tvcore("cudagraphs", False))
         section("train.tvcore.off.deterministic", tvcore("off", True))
     section("train.tvcore.repeat", lambda: tvcore_repeat(model, train_cache, size, device))
+    section("eval.tvcore.auto.deterministic.fill",
+            lambda: tvcore_eval_deterministic(model, eval_cache, tv_batch, device, fill=True))
     if size.micro_suite:
         section(f"suite.{size.micro_suite}", lambda: micro_suite(size.micro_suite, device, work))
     for variant in size.variants:
@@ -641,10 +660,10 @@ def ratios(sections: dict, device: torch.device) -> dict:
             out[f"{key} TFLOP/s"] = r * per_image / 1e12
             if peak:
                 out[f"{key} MFU"] = r * per_image / peak
-    bf16, tv = rate("eval.bare.bf16"), rate("eval.tvcore.auto")
-    if bf16 and tv:
-        out["eval.tvcore.auto / bare bf16"] = tv / bf16
-        out["eval.tvcore.auto from the cache file / bare bf16"] = sections["eval.tvcore.auto"]["from_host_images_per_s"] / bf16
+    bf16 = rate("eval.bare.bf16")
+    for key in [k for k in sections if k.startswith("eval.tvcore.auto") and rate(k)] if bf16 else []:
+        out[f"{key} / bare bf16"] = rate(key) / bf16
+        out[f"{key} from the cache file / bare bf16"] = sections[key]["from_host_images_per_s"] / bf16
     concurrent = {int(k.rsplit(".", 1)[1]): rate(k) for k in sections if k.startswith("train.concurrent.") and rate(k)}
     if 1 not in concurrent:
         # One fine-tune alone: the in-process run with the same features as each job's.
