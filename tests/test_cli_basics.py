@@ -14,6 +14,7 @@ import tvcore
 from tvcore.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
+pytest_plugins = ["pytester"]
 
 
 def test_license_file_is_the_mit_licence_pyproject_declares():
@@ -74,18 +75,46 @@ def test_every_run_option_has_help():
     assert undocumented == []
 
 
-def test_the_entry_point_runs_main_then_freezes_the_collector_for_a_quick_exit(monkeypatch):
+def test_the_entry_point_runs_main_with_the_collector_frozen_at_exit(monkeypatch):
+    import atexit
     import gc
 
     import tvcore.cli as cli
 
+    registered = []
+    monkeypatch.setattr(atexit, "register", registered.append)
+    monkeypatch.setattr(cli.freeze_at_exit, "registered", False, raising=False)
     monkeypatch.setattr(cli, "main", lambda: 3)
-    assert gc.get_freeze_count() == 0
-    try:
-        assert cli.entry() == 3
-        assert gc.get_freeze_count() > 0
-    finally:
-        gc.unfreeze()
+    assert cli.entry() == 3
+    assert registered == [gc.freeze]
+    assert gc.get_freeze_count() == 0  # nothing frozen before the exit
+
+
+def test_the_exit_handler_is_registered_once(monkeypatch):
+    import atexit
+
+    import tvcore.cli as cli
+
+    registered = []
+    monkeypatch.setattr(atexit, "register", registered.append)
+    monkeypatch.setattr(cli.freeze_at_exit, "registered", False, raising=False)
+    cli.freeze_at_exit()
+    cli.freeze_at_exit()
+    assert len(registered) == 1
+
+
+def test_a_pytest_session_with_the_plugin_freezes_the_collector_at_exit(pytester, monkeypatch):
+    import atexit
+    import gc
+
+    import tvcore.cli as cli
+
+    registered = []
+    monkeypatch.setattr(atexit, "register", registered.append)
+    monkeypatch.setattr(cli.freeze_at_exit, "registered", False, raising=False)
+    pytester.makepyfile("def test_x():\n    pass\n")
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    assert gc.freeze in registered
 
 
 def test_main_called_from_python_leaves_the_collector_alone(tmp_path, capsys, monkeypatch):

@@ -67,6 +67,9 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    from .cli import freeze_at_exit
+
+    freeze_at_exit()  # a session that imported torch ends a second sooner
     for name, help_text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {help_text}")
     if config.getoption("gpu", default=False):
