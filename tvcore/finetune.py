@@ -478,6 +478,11 @@ def finetune(model: ImageClassifier, train_data: torch.utils.data.Dataset, recip
     stats = _Log(log, accel.log_every, device)
     first_step_s = warm_s = None
 
+    def seed_step(step):
+        """Dropout and the like draw from the global RNG: seeded by the step, so a
+        resumed run draws what an unbroken one would."""
+        torch.manual_seed(recipe.seed * 1_000_003 + step)
+
     def first_step(images, labels, step):
         """The first step, where what a run asked for can fail: a strict-mode refusal
         falls back to math attention, a compiler failure to eager; each is recorded."""
@@ -486,7 +491,7 @@ def finetune(model: ImageClassifier, train_data: torch.utils.data.Dataset, recip
             try:
                 return step_loss(forward, images, labels)
             except Exception as exc:  # noqa: BLE001 - any compiler failure falls back to eager
-                torch.manual_seed(recipe.seed * 1_000_003 + step)
+                seed_step(step)  # the retry draws what the failed try drew
                 if attention_mode == "strict" and _refused_as_nondeterministic(exc):
                     attention_fallback = f"strict deterministic mode refused an operation ({_short(exc)}); ran math"
                     attention_mode = "math"
@@ -526,9 +531,7 @@ def finetune(model: ImageClassifier, train_data: torch.utils.data.Dataset, recip
         torch.use_deterministic_algorithms(True, warn_only=False)
     try:
         for step, (images, labels) in zip(bar, batches):
-            # Dropout and the like draw from the global RNG: seeded by the step, so a
-            # resumed run draws what an unbroken one would.
-            torch.manual_seed(recipe.seed * 1_000_003 + step)
+            seed_step(step)
             lr = lr_at(step, recipe, total)
             for group in optimizer.param_groups:
                 group["lr"] = lr

@@ -562,8 +562,8 @@ def describe_kind(state: Mapping[str, torch.Tensor]) -> str:
 def reference_layout(arch: str) -> tuple[str, dict[str, torch.Tensor]]:
     """The registered name and the image encoder's state dict (meta tensors: shapes
     and dtypes, no data) of an OpenCLIP architecture."""
-    name = register_config(str(arch))
-    open_clip = open_clip_module(name)
+    name = register_config(str(arch))  # imports OpenCLIP with what the architecture uses
+    open_clip = open_clip_module()
     with torch.device("meta"), quiet_openclip():  # no "initialized randomly" notice: only shapes are read
         model = open_clip.create_model(name, device="meta")
     return name, model.visual.state_dict()

@@ -219,6 +219,12 @@ def tvcore_train(model, cache, compile_mode: str, deterministic: bool, size: Siz
             "final_loss": result.log[-1]["loss"]}
 
 
+def same_weights(a: dict, b: dict) -> dict:
+    """Whether two fine-tunes' weights are bitwise equal, and their largest difference."""
+    return {"bitwise_equal": all(torch.equal(a[k], b[k]) for k in a),
+            "max_abs_diff": max((a[k].double() - b[k].double()).abs().max().item() for k in a)}
+
+
 def tvcore_repeat(model, cache, size: Size, device: torch.device, compile_mode: str = "off") -> dict:
     """Two deterministic fine-tunes of a few steps, as a run makes them (tvcore's
     default deterministic attention): bitwise the same weights?"""
@@ -232,9 +238,7 @@ def tvcore_repeat(model, cache, size: Size, device: torch.device, compile_mode: 
                           deterministic=True, speed=Speed(compile=compile_mode))
         states.append(result.state_dict)
     torch.use_deterministic_algorithms(False)
-    diff = max((states[0][k].double() - states[1][k].double()).abs().max().item() for k in states[0])
-    return {"steps": recipe.steps, "bitwise_equal": all(torch.equal(states[0][k], states[1][k]) for k in states[0]),
-            "max_abs_diff": diff, "attention": result.accel["attention"],
+    return {"steps": recipe.steps, **same_weights(*states), "attention": result.accel["attention"],
             "attention_fallback": result.accel["attention_fallback"], "compile": result.accel["compile"]}
 
 
@@ -265,8 +269,7 @@ def attention_backend(model, cache, backend: str, size: Size, device: torch.devi
     torch.use_deterministic_algorithms(False)
     return {"backend": backend, "images_per_s": size.train_batch / timed.steady_step_s(),
             "first_step_s": timed.first_step_s, "attention": timed.accel["attention"],
-            "attention_fallback": timed.accel["attention_fallback"], "bitwise_equal": all(torch.equal(a[k], b[k]) for k in a),
-            "max_abs_diff": max((a[k].double() - b[k].double()).abs().max().item() for k in a)}
+            "attention_fallback": timed.accel["attention_fallback"], **same_weights(a, b)}
 
 
 # ------------------------------------------------------------------ evaluation

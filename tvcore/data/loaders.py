@@ -52,20 +52,13 @@ def _start_forkserver(ctx) -> None:
     """Start the process's forkserver with :data:`WORKER_PRELOAD` imported, once (a
     server already running, started by anyone, is used as it is)."""
     from multiprocessing import forkserver
+    from unittest import mock
 
     if getattr(_start_forkserver, "done", False):
         return
     ctx.set_forkserver_preload(list(WORKER_PRELOAD))
-    saved = {k: os.environ.get(k) for k in ONE_THREAD}
-    os.environ.update(ONE_THREAD)
-    try:
+    with mock.patch.dict(os.environ, ONE_THREAD):  # the server's environment, not this process's
         forkserver.ensure_running()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     _start_forkserver.done = True
 
 
