@@ -20,9 +20,11 @@ the device's data-sheet bf16 peak):
   also under the deterministic mode a run holds after a fine-tune, with torch's NaN
   fill of new memory off (as tvcore sets it) and on;
 * ``tvcore eval`` end to end on 8,000 cached images (a generated MNIST tree and a
-  random ViT-B-32 weights file), its second run, when the cache exists, beside the
-  start of a bare ``python -c "import torch"`` on the device; two more runs under
-  cProfile write where their seconds go (``e2e-*.prof.txt`` beside the JSON);
+  random ViT-B-32 weights file): the median of three runs after the first (which
+  builds the cache), beside processes that import torch (and torchvision) and start
+  the device, with whether torch had bytecode; two more runs under cProfile write
+  where their seconds go (``e2e-*.prof.txt`` beside the JSON), and a fresh process
+  times matplotlib's import and the record's plot (``e2e-plot.prof.txt``);
 * fine-tunes side by side on one device (what :mod:`tvcore.parallel` does for a
   suite's pool entries): 4 processes (1 and 2 in the smoke), each
   :func:`tvcore.finetune.finetune` at batch 128 with CUDA graphs on one shared pixel
@@ -97,6 +99,7 @@ class Size:
     plan_suites: tuple[str, ...] = ()  # suites whose --plan is printed
     plan_model: str | None = None  # None: the suites' own model (ViT-B-32, the random weights file)
     micro_suite: str | None = None  # a whole micro suite run on the device (the smoke leaves it out: a minute on a CPU)
+    e2e_cached_runs: int = 3  # tvcore eval end to end with its cache built: the median is the figure
 
 
 PAPER_SUITES = ("negation-vit-b-32", "addition-vit-b-32")
@@ -107,7 +110,7 @@ FULL = Size("ViT-B-32", 10, 128, 15, 150, 1024, 8192, 4096,
 # a ViT-B-32 step at batch 128 takes minutes on a CPU.
 SMOKE = Size(str(ROOT / "fixtures" / "models" / "tvcore-tiny.json"), 10, 8, 1, 5, 16, 48, 32,
              ("fused", "foreach"), 40, (1, 2), 6, PAPER_SUITES,
-             str(ROOT / "fixtures" / "models" / "tvcore-rehearsal-224.json"))
+             str(ROOT / "fixtures" / "models" / "tvcore-rehearsal-224.json"), e2e_cached_runs=1)
 
 
 def sync(device: torch.device) -> None:
@@ -333,7 +336,7 @@ def tvcore_eval_deterministic(model, cache, batch: int, device: torch.device, fi
 
 
 def tvcore_eval_end_to_end(loaded, arch: str, images: int, device: torch.device, work: Path,
-                           profile_dir: Path | None = None) -> dict:
+                           profile_dir: Path | None = None, cached_runs: int = 3) -> dict:
     """``tvcore eval MNIST`` on a generated tree of ``images`` test images and a
     random weights file: wall seconds of a first run (cache built) and a second."""
     from fixtures.fake_trees import write_mnist_idx
@@ -343,13 +346,17 @@ def tvcore_eval_end_to_end(loaded, arch: str, images: int, device: torch.device,
     weights = random_weights(loaded, work)
     env = {**os.environ, "TVCORE_CACHE": str(work / "cache"), "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"}
     # What no tvcore code can shorten: a Python process importing torch and starting the device.
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", f"import torch; torch.zeros(1, device={device.type!r}).sum().item()"],
-                   check=True, env=env)
-    out = {"python_torch_device_start_s": time.perf_counter() - t0}
-    # The first run builds the cache; "cached" is the figure; the two profiled runs
+    out = {"python": python_environment()}
+    for key, imports in (("python_torch_device_start_s", "torch"),
+                         ("python_torch_torchvision_device_start_s", "torch, torchvision")):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", f"import {imports}; torch.zeros(1, device={device.type!r}).sum().item()"],
+                       check=True, env=env)
+        out[key] = time.perf_counter() - t0
+    # The first run builds the cache; the cached runs give the figure; the two profiled runs
     # (cProfile, main process only) say where a run's seconds go, in profile_dir.
-    for run, profiled in (("first", True), ("cached", False), ("cached_profiled", True)):
+    runs = [("first", True)] + [(f"cached{i}", False) for i in range(cached_runs)] + [("cached_profiled", True)]
+    for run, profiled in runs:
         cmd = [sys.executable] + (["-m", "cProfile", "-o", str(work / f"{run}.prof")] if profiled else [])
         cmd += ["-m", "tvcore", "eval", "MNIST", "--data-root", str(root), "--arch", arch,
                 "--weights", str(weights), "--device", device.type, "--results-dir", str(work / f"results-{run}"),
@@ -370,11 +377,80 @@ def tvcore_eval_end_to_end(loaded, arch: str, images: int, device: torch.device,
         if profiled and profile_dir is not None:
             profile_dir.mkdir(parents=True, exist_ok=True)
             with open(profile_dir / f"e2e-{run}.prof.txt", "w") as fh:
-                pstats.Stats(str(work / f"{run}.prof"), stream=fh).sort_stats("cumulative").print_stats(45)
+                stats = pstats.Stats(str(work / f"{run}.prof"), stream=fh).sort_stats("cumulative")
+                stats.print_stats(45)
+                stats.print_stats("tvcore/", 45)  # tvcore's own functions: where load_model_s goes
+                stats.sort_stats("tottime").print_stats(30)  # where the time is spent, function by function
+    out["plot"] = plot_cost(work / "results-cached0" / "eval-MNIST-test.json", env, profile_dir)
+    # The figure: the median of the cached runs (the machine's noise is in the list).
+    cached = sorted(out[f"cached{i}_s"] for i in range(cached_runs))
+    out["cached_s"] = cached[len(cached) // 2]
     return out
 
 
 # ------------------------------------------------------------------ fine-tunes side by side
+
+
+PLOT_COST = """
+import cProfile, io, json, pstats, sys, time
+t0 = time.perf_counter()
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot
+out = {"import_s": time.perf_counter() - t0, "cachedir": matplotlib.get_cachedir()}
+from tvcore.report import sweep_plot
+record = json.load(open(sys.argv[1]))
+profile = cProfile.Profile()
+t0 = time.perf_counter()
+profile.runcall(sweep_plot, record, sys.argv[2] + "/plot-1.png")
+out["first_plot_s"] = time.perf_counter() - t0
+t0 = time.perf_counter()
+sweep_plot(record, sys.argv[2] + "/plot-2.png")
+out["second_plot_s"] = time.perf_counter() - t0
+text = io.StringIO()
+stats = pstats.Stats(profile, stream=text).sort_stats("cumulative")
+stats.print_stats(40)
+stats.sort_stats("tottime").print_stats(25)
+out["profile"] = text.getvalue()
+print(json.dumps(out))
+"""
+
+
+def plot_cost(record: Path, env: dict, profile_dir: Path | None) -> dict:
+    """What drawing an eval record's plot costs in a fresh process: importing
+    matplotlib, the first plot (fonts loaded, profiled) and a second."""
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.run([sys.executable, "-c", PLOT_COST, str(record), tmp], capture_output=True, text=True,
+                              env=env)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip()[-400:]}
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    profile = out.pop("profile")
+    if profile_dir is not None:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+        (profile_dir / "e2e-plot.prof.txt").write_text(profile)
+    return out
+
+
+def python_environment() -> dict:
+    """What a process start costs depends on the interpreter's environment: whether
+    torch's modules have bytecode to read (an image without it compiles every module
+    of torch in every process), where bytecode goes, and matplotlib's font cache."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("torch")
+    origin = Path(spec.origin) if spec and spec.origin else None
+    prefix, sys.pycache_prefix = sys.pycache_prefix, None  # the image's own bytecode, beside the sources
+    try:
+        beside = bool(origin and Path(importlib.util.cache_from_source(str(origin))).is_file())
+    finally:
+        sys.pycache_prefix = prefix
+    config = os.environ.get("MPLCONFIGDIR") or str(Path.home() / ".config" / "matplotlib")
+    return {"torch_has_bytecode": beside, "torch_folder_writable": bool(origin and os.access(origin.parent, os.W_OK)),
+            "dont_write_bytecode": bool(sys.flags.dont_write_bytecode), "pycache_prefix": sys.pycache_prefix,
+            "image_PYTHONDONTWRITEBYTECODE": os.environ.get("TVCORE_IMAGE_DONTWRITEBYTECODE"),
+            "matplotlib_config": config, "matplotlib_config_writable": os.access(Path(config).parent, os.W_OK)
+            or os.access(config, os.W_OK)}
 
 
 def random_weights(loaded, work: Path) -> Path:
@@ -611,7 +687,7 @@ def run(size: Size, device: torch.device, budget_s: float, work: Path, out_dir: 
         section("plan.paper", lambda: plan_paper_suites(size, loaded, device, work))
     if size.e2e_images:
         section("eval.tvcore.end_to_end", lambda: tvcore_eval_end_to_end(loaded, size.arch, size.e2e_images, device,
-                                                                          work, out_dir))
+                                                                          work, out_dir, size.e2e_cached_runs))
     # 2. Fine-tunes side by side on one device.
     for jobs in size.concurrent_jobs:
         section(f"train.concurrent.{jobs}", lambda j=jobs: concurrent_train(size, j, train_cache, device, work))

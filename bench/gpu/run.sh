@@ -24,5 +24,15 @@ if ! python3 -c "import open_clip" 2>/dev/null; then
     export PYTHONPATH="$site:${PYTHONPATH:-}"
 fi
 export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+# Bytecode: an image whose site-packages hold no bytecode and cannot be written (or
+# that sets PYTHONDONTWRITEBYTECODE) compiles every module of torch again in every
+# process, 6 s a process on the lent H200; a pip install writes it once. The bench's
+# processes write it once to a private folder instead; the JSON records what the image
+# had ("python" in the end-to-end section). TVCORE_BYTECODE=image measures the image as is.
+if [ "${TVCORE_BYTECODE:-private}" != image ]; then
+    export TVCORE_IMAGE_DONTWRITEBYTECODE="${PYTHONDONTWRITEBYTECODE:-unset}"
+    unset PYTHONDONTWRITEBYTECODE
+    export PYTHONPYCACHEPREFIX="${PYTHONPYCACHEPREFIX:-/tmp/tvcore-pycache}"
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
 exec timeout 500 python3 bench/gpu/run.py "$@"
