@@ -38,6 +38,17 @@ def test_json_config_builds_both_towers_with_openclip_tokenizer(tiny_model):
         assert tiny_model.model.encode_image(torch.zeros(1, 3, 32, 32)).shape == (1, 64)
 
 
+def test_the_tokenizer_is_openclips_built_at_its_first_use(tiny_config):
+    """A run whose heads all come from the head cache never builds it."""
+    from tvcore.openclip import open_clip_module
+
+    loaded = load_model(str(tiny_config))
+    assert loaded.tokenizer._tokenizer is None
+    texts = ["a handwritten digit 3.", "the digit 7."]
+    assert torch.equal(loaded.tokenizer(texts), open_clip_module().get_tokenizer(loaded.arch)(texts))
+    assert loaded.tokenizer._tokenizer is not None
+
+
 def test_uncached_tag_fails_fast_without_touching_the_network(tmp_path, monkeypatch, no_network):
     monkeypatch.delenv("TVCORE_ALLOW_DOWNLOAD", raising=False)
     with pytest.raises(OfflineError, match="pass a local file instead .*TVCORE_WEIGHTS"):

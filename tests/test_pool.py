@@ -161,6 +161,47 @@ def test_a_base_loaded_from_a_file_holds_the_files_tensors_and_a_full_builds_buf
         assert all(torch.equal(got[k], want[k]) for k in want), name
 
 
+def test_building_over_a_weights_file_runs_no_initializer_and_a_random_build_does(tmp_path, monkeypatch):
+    """OpenCLIP's initializers and MultiheadAttention's, which it calls by the names
+    it imported from torch.nn.init, are all skipped when a file's weights follow."""
+    import torch
+    import torch.nn.modules.activation as activation
+    from safetensors.torch import save_file
+
+    from tvcore.experiments.common import TINY_CONFIG
+    from tvcore.models import _INITIALIZERS, load_model
+
+    built = load_model(str(TINY_CONFIG)).model
+    path = tmp_path / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in built.state_dict().items()}, str(path))
+    calls = []
+
+    def counting(module, name):
+        def initializer(tensor, *args, **kwargs):
+            calls.append(f"{module.__name__}.{name}")
+            return tensor
+        return initializer
+
+    for module in (torch.nn.init, activation):
+        for name in _INITIALIZERS:
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, counting(module, name))
+    load_model(str(TINY_CONFIG), str(path), quick_gelu=False)
+    assert calls == []
+    load_model(str(TINY_CONFIG))  # random init: the counters see it, MultiheadAttention's included
+    assert "torch.nn.modules.activation.xavier_uniform_" in calls and "torch.nn.init.normal_" in calls
+
+
+def test_the_pools_base_hash_is_the_fingerprint_of_the_pretrained_encoder():
+    """Hashed on a background thread; what the pool keys and records is the same."""
+    from tvcore.experiments.common import TINY
+    from tvcore.models import state_fingerprint
+    from tvcore.pool import ModelPool
+
+    pool = ModelPool(TINY.load("cpu"), progress=False)
+    assert pool.base_hash == state_fingerprint(pool.pretrained_state) == pool.base_hash
+
+
 def test_the_text_towers_hash_is_kept_until_the_text_tower_changes():
     import torch
 

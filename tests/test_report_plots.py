@@ -172,3 +172,23 @@ def test_the_eval_plot_draws_each_class_interval(figure):
 def test_sweep_plot_writes_the_figure_as_png(tmp_path):
     path = report.sweep_plot(negation_record(), tmp_path / "n.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_matplotlib_is_imported_in_the_background_once_and_plots_as_before(tmp_path, monkeypatch):
+    """``tvcore eval`` and ``tvcore run`` start the import when they begin; the plot
+    drawn at the end is the same PNG file."""
+    import threading
+
+    monkeypatch.setattr(report.import_plotting_in_background, "started", False, raising=False)
+    names, thread = [], threading.Thread
+
+    def recording(*args, **kwargs):
+        names.append(kwargs.get("name"))
+        return thread(*args, **kwargs)
+
+    monkeypatch.setattr(threading, "Thread", recording)
+    report.import_plotting_in_background()
+    report.import_plotting_in_background()
+    assert names == ["tvcore-import-matplotlib"]
+    path = report.sweep_plot(negation_record(), tmp_path / "n.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and matplotlib.get_backend().lower() == "agg"

@@ -333,6 +333,8 @@ def _run(args) -> int:
     for case in cases.values():
         for suffix in (".json", ".png"):
             check_output(os.path.join(args.results_dir, case + suffix), what="result file")
+    if not args.plan:
+        report.import_plotting_in_background()  # each record's plot is drawn at its run's end
     failed = 0
     for seed, case in cases.items():
         options = dict(device=device, data_root=args.data_root, weights=args.weights, progress=not args.quiet,
@@ -481,6 +483,7 @@ def _eval(args) -> int:
 
     check_device(args.device)
     check_run_options(args.workers, None, None, args.data_root)
+    report.import_plotting_in_background()  # the record's plot is drawn at the end
     case = args.name or eval_case(args)
     check_output_dir(args.results_dir, "--results-dir")
     for suffix in (".json", ".png"):

@@ -340,6 +340,27 @@ def _title(record: Mapping) -> str:
     return f"{suite}: {accuracy_label(SWEEP_SPLIT)}, the sweep that chooses {coefficient}"
 
 
+def import_plotting_in_background() -> None:
+    """Start importing matplotlib (the Agg backend and pyplot) on a background
+    thread, for a process that plots when its work ends (``tvcore eval``, ``tvcore
+    run``): the import, half a second to a second, then runs while the process waits
+    for the device and the disk instead of after the work. Plotting later waits for
+    the import where it is not done (Python's import lock). Once per process."""
+    import threading
+
+    if getattr(import_plotting_in_background, "started", False):
+        return
+    import_plotting_in_background.started = True
+
+    def load():
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot  # noqa: F401
+
+    threading.Thread(target=load, name="tvcore-import-matplotlib", daemon=True).start()
+
+
 def sweep_figure(record: Mapping):
     """The figure of a record: accuracy versus the coefficient on the validation
     sweep that chooses it, the chosen point starred (an ``eval`` record: per-class
