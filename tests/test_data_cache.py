@@ -201,6 +201,30 @@ def test_eval_batches_are_the_same_whether_0_or_2_workers_built_the_cache(split,
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
+def test_a_batch_of_rows_of_one_shape_is_handed_over_as_one_tensor_and_mixed_rows_as_a_list():
+    """One shared-memory block per batch from a worker, not one per image."""
+    rows = [torch.full((3, 4, 4), i, dtype=torch.uint8) for i in range(3)]
+    packed = cache_module._pack(rows)
+    assert isinstance(packed, torch.Tensor) and torch.equal(packed, torch.stack(rows))
+    mixed = rows + [torch.zeros((3, 4, 5), dtype=torch.uint8)]
+    back = cache_module._pack(mixed)
+    assert isinstance(back, list) and all(a is b for a, b in zip(back, mixed)) and len(back) == len(mixed)
+
+
+@pytest.mark.parametrize("shapes", [[(8, 8), (8, 8), (8, 12), (8, 8)],  # the odd row inside a batch
+                                    [(8, 8), (8, 8), (8, 12), (8, 12)]],  # a whole batch of another shape
+                         ids=["row", "batch"])
+def test_a_transform_that_gives_rows_of_two_sizes_is_refused_naming_the_first_odd_sample(shapes, tmp_path,
+                                                                                       monkeypatch):
+    from torchvision import transforms as T
+
+    monkeypatch.setattr(cache_module, "_BUILD_BATCH", 2)
+    split = Split("test", [Sample(np.zeros(s, np.uint8), 0, f"c{i}", f"img{i}") for i, s in enumerate(shapes)])
+    with pytest.raises(DatasetError, match=r"'img2' of split 'test' comes out of the transform as \(3, 8, 12\)"):
+        PixelCache.build(split, T.Compose([T.ToTensor()]), cache_dir=tmp_path)
+    assert not list(tmp_path.glob("*.u8")) and not list(tmp_path.glob(".*.tmp"))  # nothing half-written kept
+
+
 def test_a_pass_reads_every_row_once_in_order_and_can_stop_early(split, tiny_model, tmp_path):
     """The reader thread runs ahead of the model; batches still come in split order,
     every row once, and a pass broken off (as a failing evaluation would) leaves
