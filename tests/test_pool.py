@@ -202,6 +202,20 @@ def test_the_pools_base_hash_is_the_fingerprint_of_the_pretrained_encoder():
     assert pool.base_hash == state_fingerprint(pool.pretrained_state) == pool.base_hash
 
 
+def test_the_text_towers_hash_started_at_load_is_the_text_towers_hash():
+    """load_model hashes the text tower on a background thread; the first request
+    reads that result, which is the hash computed in place."""
+    from concurrent.futures import Future
+
+    from tvcore.experiments.common import TINY
+    from tvcore.models import state_fingerprint, text_fingerprint
+
+    loaded = TINY.load("cpu")
+    assert isinstance(loaded._text_fingerprint[1], Future)
+    text = {k: v for k, v in loaded.model.state_dict().items() if not k.startswith("visual.")}
+    assert text_fingerprint(loaded) == state_fingerprint(text) == loaded._text_fingerprint[1]
+
+
 def test_the_text_towers_hash_is_kept_until_the_text_tower_changes():
     import torch
 

@@ -35,7 +35,7 @@ import os
 import shutil
 import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -44,7 +44,7 @@ from .checkpoints import load_state_dict, save_state_dict
 from .errors import CheckpointError
 from .finetune import Recipe, determinism_flags, finetune
 from .finetuned_sets import FinetunedSet
-from .models import ImageClassifier, LoadedModel, state_fingerprint
+from .models import ImageClassifier, LoadedModel, fingerprint_in_background
 from .tasks import TaskPool
 from .vectors import TaskVector
 
@@ -112,14 +112,11 @@ class ModelPool:
         self.checkpoint_every = checkpoint_every
         self.progress = progress
         # Kept on the CPU, as are the vectors: loading a state into an encoder moves it to its device.
-        self.pretrained_state = {k: v.detach().to("cpu").clone()
+        self.pretrained_state = {k: v.detach().to("cpu", copy=True)
                                  for k, v in loaded.image_encoder.state_dict().items()}
-        # The base's fingerprint keys every pool entry and goes in every record. Hashing a
-        # ViT-B-32 encoder (350 MB) takes a third of a second, spent beside the run's other
-        # start-up work: hashlib lets other threads run while it hashes.
-        hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tvcore-base-hash")
-        self._base_hash: Future = hasher.submit(state_fingerprint, self.pretrained_state)
-        hasher.shutdown(wait=False)
+        # The base's fingerprint keys every pool entry and goes in every record; it is
+        # hashed beside the run's other start-up work (pretrained_state never changes).
+        self._base_hash: Future = fingerprint_in_background(self.pretrained_state)
         self._vectors: dict[str, TaskVector] = {}
         self.provenance: dict[str, dict] = {}
         self.timings: dict[str, float] = {}
