@@ -358,7 +358,9 @@ def import_plotting_in_background() -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot  # noqa: F401
 
-    threading.Thread(target=load, name="tvcore-import-matplotlib", daemon=True).start()
+    # Not a daemon: a process that ends early (a bad input) waits for the import to
+    # finish rather than killing the thread in the middle of it.
+    threading.Thread(target=load, name="tvcore-import-matplotlib").start()
 
 
 def sweep_figure(record: Mapping):
