@@ -85,6 +85,17 @@ def test_a_run_after_its_plan_records_the_predicted_seconds_beside_the_measured(
     assert "predicted" not in plain["timings"]
 
 
+def test_a_record_says_where_the_seconds_of_loading_the_model_went(planned_and_plain):
+    """OpenCLIP's import, the build, the weights, the move to the device, and the
+    pool, tasks and evaluator built over the model: together, ``load_model_s``."""
+    _, _, plain = planned_and_plain
+    parts = plain["timings"]["load_model_parts"]
+    assert set(parts) == {"openclip_import_s", "build_s", "weights_s", "to_device_s", "other_loading_s", "pool_s",
+                          "tasks_s", "evaluator_s"}
+    assert all(seconds >= 0 for seconds in parts.values())
+    assert sum(parts.values()) == pytest.approx(plain["timings"]["load_model_s"], abs=1e-3)
+
+
 def test_planning_leaves_the_context_as_it_was(planned_and_plain):
     _, planned, plain = planned_and_plain
     assert planned["metrics"] == plain["metrics"]

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -117,6 +118,9 @@ class LoadedModel:
     tokenizer: Callable
     weights_file: str | None = None
     info: dict = field(default_factory=dict)
+    # Seconds of each part of load_model: importing OpenCLIP, building the model,
+    # reading the weights, moving it to the device (the first move starts CUDA).
+    load_seconds: dict = field(default_factory=dict, compare=False)
     _text_fingerprint: tuple | None = field(default=None, repr=False, compare=False)  # see text_fingerprint
 
     @property
@@ -192,7 +196,9 @@ def decide_quick_gelu(arch: str, *, records: Mapping[str, bool | None] | None = 
     QuickGELU changes every feature of a model and a state dict does not show it
     (OpenAI's CLIP weights were trained with it, LAION's OpenCLIP weights without:
     OpenCLIP's pretrained registry, ``open_clip.get_pretrained_cfg``)."""
+    t0 = time.perf_counter()
     open_clip = open_clip_module()
+    seconds = {"openclip_import_s": time.perf_counter() - t0}
 
     name = register_config(str(arch))
     facts: list[tuple[bool, str]] = [(bool(v), f"{k} records QuickGELU {_on_off(bool(v))}")
@@ -310,7 +316,9 @@ def load_model(arch: str, pretrained: str | os.PathLike | None = None, *, device
     (the user's ``--quick-gelu``). ``info["quick_gelu"]`` and
     ``info["quick_gelu_source"]`` say what was decided and why.
     """
+    t0 = time.perf_counter()
     open_clip = open_clip_module()
+    seconds = {"openclip_import_s": time.perf_counter() - t0}
 
     name = register_config(str(arch))
     kwargs = {}
@@ -355,8 +363,10 @@ def load_model(arch: str, pretrained: str | os.PathLike | None = None, *, device
     # draw first (most of a ViT-B-32 build on a CPU) is skipped; load_weights is strict,
     # so nothing can keep uninitialized memory. Nothing downstream reads the global RNG
     # without seeding it first (fine-tuning seeds it), so no result depends on the skip.
+    t0 = time.perf_counter()
     with quiet_openclip(), (_no_init() if weights_file is not None else nullcontext()):
         model, preprocess_train, preprocess_val = open_clip.create_model_and_transforms(name, **kwargs)
+    t1 = time.perf_counter()
     if weights_file is not None:
         load_weights(model, weights_file)
     info = {"quick_gelu": decision.value, "quick_gelu_source": decision.source}
@@ -373,9 +383,11 @@ def load_model(arch: str, pretrained: str | os.PathLike | None = None, *, device
     # The text tower's hash (the zero-shot heads' cache key) is taken from the tensors
     # on the CPU, beside the move to the device and the rest of the run's start.
     text_hash = fingerprint_in_background(_text_state(model))
+    t2 = time.perf_counter()
     model = model.to(device).eval()
+    seconds.update(build_s=t1 - t0, weights_s=t2 - t1, to_device_s=time.perf_counter() - t2)
     loaded = LoadedModel(model, name, label, preprocess_train, preprocess_val, LazyTokenizer(name),
-                         weights_file=weights_file, info=info)
+                         weights_file=weights_file, info=info, load_seconds=seconds)
     loaded._text_fingerprint = (_stamp(_text_state(model)), text_hash)
     return loaded
 

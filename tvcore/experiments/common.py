@@ -102,15 +102,22 @@ class Context:
         # runs as the set was trained (or the clash is refused before anything runs).
         finetuned = FinetunedSet(Path(self.finetuned), arch=Path(self.model.arch).stem) if self.finetuned else None
         loaded = self.model.load(self.device, finetuned.quick_gelu_records() if finetuned else None)
+        t1 = time.perf_counter()
         if self.eval_batch_size is None:
             self.eval_batch_size = eval_batch_size(self.device)
         self.pool = ModelPool(loaded, self.device, self.pool_dir, fresh=self.fresh, finetuned=finetuned,
                               checkpoint_every=self.checkpoint_every, progress=self.progress)
+        t2 = time.perf_counter()
         self.tasks = TaskPool(loaded, self.data_root, self.device, head_cache=self.head_cache,
                               pixel_cache=self.pixel_cache, workers=self.workers, batch_size=self.eval_batch_size,
                               max_per_split=self.max_per_split, progress=self.progress)
+        t3 = time.perf_counter()
         self.evaluator = Evaluator(loaded.image_encoder, self.tasks, self.device, self.eval_precision)
         self.timings["load_model_s"] = time.perf_counter() - t0
+        # Where those seconds went (the model's own parts: tvcore.models.LoadedModel.load_seconds).
+        self.timings["load_model_parts"] = {**loaded.load_seconds, "other_loading_s": t1 - t0 - sum(
+            loaded.load_seconds.values()), "pool_s": t2 - t1, "tasks_s": t3 - t2,
+            "evaluator_s": time.perf_counter() - t3}
 
     # What the experiments use, each a one-line hand-off to the role that owns it.
 
