@@ -35,7 +35,7 @@ def test_smoke_runs_every_cpu_section_without_error(smoke):
     assert set(smoke["sections"]) == {"flops", "train.bare.foreach", "train.bare.fused",
                                       "train.tvcore.off.deterministic", "train.tvcore.repeat", "eval.bare.fp32",
                                       "eval.bare.bf16",
-                                      "eval.tvcore.auto", "eval.tvcore.auto.deterministic",
+                                      "eval.tvcore.auto", "eval.tvcore.first_pass", "eval.tvcore.auto.deterministic",
                                       "eval.tvcore.auto.deterministic.fill", "eval.tvcore.end_to_end",
                                       "train.concurrent.1", "train.concurrent.2", "plan.paper"}
 
@@ -103,3 +103,9 @@ def test_the_paper_suites_plan_counts_each_fine_tune_once_for_both(smoke):
 def test_every_evaluation_pass_sees_the_same_images_and_labels(smoke):
     ev = smoke["sections"]["eval.tvcore.auto"]
     assert ev["passes_agree"] is True and ev["labels_are_the_cache"] is True
+
+
+def test_a_splits_first_pass_is_measured_beside_a_pass_over_blocks_already_pinned(smoke):
+    first = smoke["sections"]["eval.tvcore.first_pass"]
+    assert first["images_per_s"] > 0 and first["blocks_pinned_images_per_s"] > 0 and first["images"] == 48
+    assert smoke["ratios"]["eval.tvcore.first_pass / bare bf16"] > 0

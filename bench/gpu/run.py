@@ -16,7 +16,9 @@ the device's data-sheet bf16 peak):
   whether two deterministic runs, eager and with CUDA graphs, give bitwise the
   same weights;
 * bare evaluation fp32 and bf16 at the device's batch, and tvcore's evaluation
-  (:class:`tvcore.data.loaders.EvalLoader` + :func:`tvcore.evaluate.run_classifier`),
+  (:class:`tvcore.data.loaders.EvalLoader` + :func:`tvcore.evaluate.run_classifier`):
+  a split's first pass as a new process makes it (torch's pinned host blocks freed
+  first: what pinning them costs), and later passes,
   also under the deterministic mode a run holds after a fine-tune, with torch's NaN
   fill of new memory off (as tvcore sets it) and on;
 * ``tvcore eval`` end to end on 8,000 cached images (a generated MNIST tree and a
@@ -320,6 +322,35 @@ def tvcore_eval(model, cache, batch: int, device: torch.device, precision: str =
     return {"images_per_s": rate, "from_host_images_per_s": from_host, "resident": resident, "batch": batch,
             "precision": eval_precision(precision, device), "images": len(cache), "passes_agree": same,
             "labels_are_the_cache": bool(np.array_equal(passes[0][0], cache.labels))}
+
+
+def tvcore_eval_first_pass(model, cache, batch: int, device: torch.device) -> dict:
+    """The first pass over a split, as ``tvcore eval`` makes it: a fresh loader,
+    nothing of it on the device yet, and torch's cache of pinned host blocks emptied
+    first, so the pass pays for pinning its read-ahead blocks as a new process does.
+    Beside it, the same pass with the blocks already pinned (what pinning costs)."""
+    from tvcore.data.loaders import EvalLoader
+    from tvcore.evaluate import run_classifier
+
+    stats = getattr(torch.cuda, "host_memory_stats", None) if device.type == "cuda" else None
+    out = {}
+    for key, empty in (("images_per_s", True), ("blocks_pinned_images_per_s", False)):
+        loader = EvalLoader(cache, device, batch)
+        if empty and device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch._C._host_emptyCache()
+            if stats is not None:
+                torch.cuda.reset_accumulated_host_memory_stats()
+        sync(device)
+        t0 = time.perf_counter()
+        run_classifier(model, loader, device)
+        out[key] = len(cache) / (time.perf_counter() - t0)
+        loader.release()
+        if empty and stats is not None:
+            pinned = stats()
+            out["pinned_bytes"] = pinned.get("allocated_bytes.current")
+            out["pinning_s"] = pinned.get("host_alloc_time.total", 0) / 1e6  # microseconds in CUDA's host alloc
+    return {**out, "batch": batch, "images": len(cache)}
 
 
 def tvcore_eval_deterministic(model, cache, batch: int, device: torch.device, fill: bool) -> dict:
@@ -680,6 +711,7 @@ def run(size: Size, device: torch.device, budget_s: float, work: Path, out_dir: 
         section("train.tvcore.cudagraphs.deterministic.again", tvcore("cudagraphs", True))
     section("eval.bare.bf16", lambda: bare_eval(model, "bf16", tv_batch, image_size, device, size))
     section("eval.tvcore.auto", lambda: tvcore_eval(model, eval_cache, tv_batch, device))
+    section("eval.tvcore.first_pass", lambda: tvcore_eval_first_pass(model, eval_cache, tv_batch, device))
     section("eval.tvcore.auto.deterministic",
             lambda: tvcore_eval_deterministic(model, eval_cache, tv_batch, device, fill=False))
     section("eval.bare.fp32", lambda: bare_eval(model, "fp32", tv_batch // 2, image_size, device, size))
@@ -743,6 +775,8 @@ def ratios(sections: dict, device: torch.device) -> dict:
     for key in [k for k in sections if k.startswith("eval.tvcore.auto") and rate(k)] if bf16 else []:
         out[f"{key} / bare bf16"] = rate(key) / bf16
         out[f"{key} from the cache file / bare bf16"] = sections[key]["from_host_images_per_s"] / bf16
+    if bf16 and rate("eval.tvcore.first_pass"):
+        out["eval.tvcore.first_pass / bare bf16"] = rate("eval.tvcore.first_pass") / bf16
     concurrent = {int(k.rsplit(".", 1)[1]): rate(k) for k in sections if k.startswith("train.concurrent.") and rate(k)}
     if 1 not in concurrent:
         # One fine-tune alone: the in-process run with the same features as each job's.
