@@ -483,7 +483,6 @@ def _eval(args) -> int:
 
     check_device(args.device)
     check_run_options(args.workers, None, None, args.data_root)
-    report.import_plotting_in_background()  # the record's plot is drawn at the end
     case = args.name or eval_case(args)
     check_output_dir(args.results_dir, "--results-dir")
     for suffix in (".json", ".png"):
@@ -491,6 +490,7 @@ def _eval(args) -> int:
     quick_gelu = embedded_quick_gelu(args.weights, args.quick_gelu, args.image_encoder)
     spec = ModelSpec(args.arch, args.weights, quick_gelu=quick_gelu, image_encoder=args.image_encoder)
     suite = Suite(case, "eval", EvalConfig(args.task, args.split, args.vector, args.alpha), spec, Recipe())
+    report.import_plotting_in_background()  # the inputs are checked; the record's plot is drawn at the end
     ctx = context_for(suite, device=args.device, data_root=args.data_root, progress=not args.quiet,
                       **context_options(args.workers, None, False, None))
     ctx.evaluator.set_precision(args.precision)
