@@ -66,6 +66,13 @@ def test_the_end_to_end_section_records_the_interpreter_it_ran_under(smoke):
     assert isinstance(python["torch_has_bytecode"], bool) and "pycache_prefix" in python
 
 
+def test_the_end_to_end_section_times_the_records_plot_in_a_fresh_process(smoke):
+    """matplotlib's import and two plots of the record the cached run wrote."""
+    plot = smoke["sections"]["eval.tvcore.end_to_end"]["plot"]
+    assert "error" not in plot, plot.get("error")
+    assert plot["import_s"] > 0 and plot["first_plot_s"] > 0 and plot["second_plot_s"] > 0
+
+
 def test_a_profiled_end_to_end_run_says_how_long_it_ran_outside_the_profile(smoke):
     """The interpreter's start and exit, which cProfile does not see."""
     e2e = smoke["sections"]["eval.tvcore.end_to_end"]
