@@ -196,9 +196,7 @@ def decide_quick_gelu(arch: str, *, records: Mapping[str, bool | None] | None = 
     QuickGELU changes every feature of a model and a state dict does not show it
     (OpenAI's CLIP weights were trained with it, LAION's OpenCLIP weights without:
     OpenCLIP's pretrained registry, ``open_clip.get_pretrained_cfg``)."""
-    t0 = time.perf_counter()
     open_clip = open_clip_module()
-    seconds = {"openclip_import_s": time.perf_counter() - t0}
 
     name = register_config(str(arch))
     facts: list[tuple[bool, str]] = [(bool(v), f"{k} records QuickGELU {_on_off(bool(v))}")

@@ -369,7 +369,8 @@ def tvcore_eval_deterministic(model, cache, batch: int, device: torch.device, fi
 def tvcore_eval_end_to_end(loaded, arch: str, images: int, device: torch.device, work: Path,
                            profile_dir: Path | None = None, cached_runs: int = 3) -> dict:
     """``tvcore eval MNIST`` on a generated tree of ``images`` test images and a
-    random weights file: wall seconds of a first run (cache built) and a second."""
+    random weights file: wall seconds of a first run (cache built) and of
+    ``cached_runs`` more, whose median is ``cached_s``."""
     from fixtures.fake_trees import write_mnist_idx
 
     root = work / "data"
@@ -410,7 +411,7 @@ def tvcore_eval_end_to_end(loaded, arch: str, images: int, device: torch.device,
             with open(profile_dir / f"e2e-{run}.prof.txt", "w") as fh:
                 stats = pstats.Stats(str(work / f"{run}.prof"), stream=fh).sort_stats("cumulative")
                 stats.print_stats(45)
-                stats.print_stats("tvcore/", 45)  # tvcore's own functions: where load_model_s goes
+                stats.print_stats("tvcore/", 45)  # tvcore's own functions (load_model_s: the record's parts)
                 stats.sort_stats("tottime").print_stats(30)  # where the time is spent, function by function
     out["plot"] = plot_cost(work / "results-cached0" / "eval-MNIST-test.json", env, profile_dir)
     # The figure: the median of the cached runs (the machine's noise is in the list).
@@ -466,7 +467,8 @@ def plot_cost(record: Path, env: dict, profile_dir: Path | None) -> dict:
 def python_environment() -> dict:
     """What a process start costs depends on the interpreter's environment: whether
     torch's modules have bytecode to read (an image without it compiles every module
-    of torch in every process), where bytecode goes, and matplotlib's font cache."""
+    of torch in every process) and where bytecode goes. (Where matplotlib keeps its
+    font cache, :func:`plot_cost` asks matplotlib itself.)"""
     import importlib.util
 
     spec = importlib.util.find_spec("torch")
@@ -476,12 +478,9 @@ def python_environment() -> dict:
         beside = bool(origin and Path(importlib.util.cache_from_source(str(origin))).is_file())
     finally:
         sys.pycache_prefix = prefix
-    config = os.environ.get("MPLCONFIGDIR") or str(Path.home() / ".config" / "matplotlib")
     return {"torch_has_bytecode": beside, "torch_folder_writable": bool(origin and os.access(origin.parent, os.W_OK)),
             "dont_write_bytecode": bool(sys.flags.dont_write_bytecode), "pycache_prefix": sys.pycache_prefix,
-            "image_PYTHONDONTWRITEBYTECODE": os.environ.get("TVCORE_IMAGE_DONTWRITEBYTECODE"),
-            "matplotlib_config": config, "matplotlib_config_writable": os.access(Path(config).parent, os.W_OK)
-            or os.access(config, os.W_OK)}
+            "image_PYTHONDONTWRITEBYTECODE": os.environ.get("TVCORE_IMAGE_DONTWRITEBYTECODE")}
 
 
 def random_weights(loaded, work: Path) -> Path:

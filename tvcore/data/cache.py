@@ -306,16 +306,15 @@ class PixelCache:
             with open(tmp_data, "wb") as fh, tqdm(total=len(split), desc=f"cache {split.name}",
                                                   disable=not progress, leave=False) as bar:
                 for b, batch in enumerate(loader):
-                    for j, row in enumerate(batch if isinstance(batch, list) else batch[:1]):
+                    for j, row in enumerate(batch):  # a list's rows, or a packed tensor's
                         row_shape = row_shape or tuple(row.shape)
-                        if tuple(row.shape) != row_shape:  # the first row of a packed batch speaks for all
+                        if tuple(row.shape) != row_shape:
                             raise DatasetError(
                                 f"sample {split.samples[b * _BUILD_BATCH + j].key!r} of split {split.name!r} "
                                 f"comes out of the transform as {tuple(row.shape)}, the others as {row_shape}: "
                                 "the transform must end in a fixed-size crop")
-                    rows = batch if isinstance(batch, list) else [batch]
-                    for row in rows:
-                        fh.write(memoryview(row.numpy()).cast("B"))
+                    for block in batch if isinstance(batch, list) else [batch]:
+                        fh.write(memoryview(block.numpy()).cast("B"))
                     bar.update(len(batch))
                 fh.flush()
                 os.fsync(fh.fileno())
