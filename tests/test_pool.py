@@ -192,6 +192,84 @@ def test_building_over_a_weights_file_runs_no_initializer_and_a_random_build_doe
     assert "torch.nn.modules.activation.xavier_uniform_" in calls and "torch.nn.init.normal_" in calls
 
 
+def test_a_safetensors_files_tensors_become_the_models_cast_to_its_dtypes(tmp_path, monkeypatch):
+    """No second copy of the weights: the tensors the file was read into are the
+    model's parameters (a half-precision file's are cast to the model's float32)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    import tvcore.checkpoints as checkpoints
+    from tvcore.experiments.common import TINY_CONFIG
+    from tvcore.models import load_model
+
+    built = load_model(str(TINY_CONFIG)).model
+    path = tmp_path / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in built.state_dict().items()}, str(path))
+    read = {}
+
+    def reading(*args, **kwargs):
+        read["state"] = load_file(*args, **kwargs)
+        return read["state"]
+
+    monkeypatch.setattr(checkpoints, "load_file", reading)
+    model = load_model(str(TINY_CONFIG), str(path), quick_gelu=False).model
+    params = dict(model.named_parameters())
+    assert all(params[k].data_ptr() == read["state"][k].data_ptr() for k in params)
+    assert all(p.requires_grad and isinstance(p, torch.nn.Parameter) for p in params.values())
+
+    half = tmp_path / "half.safetensors"
+    save_file({k: v.half().contiguous() for k, v in built.state_dict().items()}, str(half))
+    model = load_model(str(TINY_CONFIG), str(half), quick_gelu=False).model
+    want = {k: v.half().float() for k, v in built.state_dict().items()}
+    assert all(v.dtype == want[k].dtype and torch.equal(v, want[k]) for k, v in model.state_dict().items())
+
+
+def test_a_pickled_files_shared_tensors_are_copied_in_not_shared(tmp_path):
+    """A .pt file may hold two entries over one storage; the model's parameters must
+    not be tied by it (training one would change the other)."""
+    import torch
+
+    from tvcore.experiments.common import TINY_CONFIG
+    from tvcore.models import load_model
+
+    state = {k: v.clone() for k, v in load_model(str(TINY_CONFIG)).model.state_dict().items()}
+    a, b = "visual.ln_pre.weight", "visual.ln_pre.bias"
+    assert state[a].shape == state[b].shape
+    state[b] = state[a]  # one storage under two names, as torch.save keeps it
+    torch.save(state, tmp_path / "tied.pt")
+    model = load_model(str(TINY_CONFIG), str(tmp_path / "tied.pt"), quick_gelu=False).model
+    params = dict(model.named_parameters())
+    assert torch.equal(params[a], params[b]) and params[a].data_ptr() != params[b].data_ptr()
+    with torch.no_grad():
+        params[a].add_(1.0)
+    assert not torch.equal(params[a], params[b])
+
+
+def test_the_pools_base_on_another_device_is_the_state_loaded_before_the_move(tmp_path):
+    """Moved to another device (here 'meta', which keeps no values and so cannot be
+    read back), the pool's CPU base is the loaded tensors, equal to the file's; on
+    the CPU it is a copy that loading a state into the encoder leaves as it is."""
+    import torch
+
+    from tvcore.checkpoints import load_state_dict
+    from tvcore.experiments.common import TINY
+    from tvcore.pool import ModelPool
+
+    file = {k[len("visual."):]: v for k, v in load_state_dict(TINY.pretrained).items() if k.startswith("visual.")}
+    moved = TINY.load("meta")
+    assert next(moved.image_encoder.parameters()).device.type == "meta"
+    base = ModelPool(moved, "meta", progress=False).pretrained_state
+    assert base.keys() == file.keys()
+    assert all(v.device.type == "cpu" and torch.equal(v, file[k]) for k, v in base.items())
+
+    loaded = TINY.load("cpu")
+    pool = ModelPool(loaded, progress=False)
+    with torch.no_grad():
+        for p in loaded.image_encoder.parameters():
+            p.add_(1.0)
+    assert all(torch.equal(v, file[k]) for k, v in pool.pretrained_state.items())
+
+
 def test_the_pools_base_hash_is_the_fingerprint_of_the_pretrained_encoder():
     """Hashed on a background thread; what the pool keys and records is the same."""
     from tvcore.experiments.common import TINY

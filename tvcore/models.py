@@ -122,6 +122,9 @@ class LoadedModel:
     # reading the weights, moving it to the device (the first move starts CUDA).
     load_seconds: dict = field(default_factory=dict, compare=False)
     _text_fingerprint: tuple | None = field(default=None, repr=False, compare=False)  # see text_fingerprint
+    # The image encoder's state on the CPU as it was loaded, when the model was moved
+    # to another device (its tensors are not the model's): see cpu_image_state.
+    _cpu_image_state: dict | None = field(default=None, repr=False, compare=False)
 
     @property
     def image_encoder(self) -> torch.nn.Module:
@@ -129,6 +132,16 @@ class LoadedModel:
 
     def describe(self) -> str:
         return f"{self.arch}:{self.pretrained}"
+
+    def cpu_image_state(self) -> dict[str, torch.Tensor]:
+        """The image encoder's weights as CPU tensors that are not the model's own
+        (loading a state into the encoder leaves them as they are): on the CPU a
+        copy; on another device the tensors it was loaded into before the move,
+        handed out once (a second call copies from the device)."""
+        state, self._cpu_image_state = self._cpu_image_state, None
+        if state is not None:
+            return state
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.image_encoder.state_dict().items()}
 
 
 # The config OpenCLIP's Hugging Face repositories keep beside their weights files
@@ -375,17 +388,21 @@ def load_model(arch: str, pretrained: str | os.PathLike | None = None, *, device
                              check_dtype=False)
         except TaskVectorMismatchError as exc:
             raise CheckpointError(f"{image_encoder} does not fit this image encoder: {exc}") from None
-        model.visual.load_state_dict(state, strict=True)
+        _load_state(model.visual, state, str(image_encoder))
         info["image_encoder_file"] = str(image_encoder)
         label = f"{label}+{Path(image_encoder).name}"
     # The text tower's hash (the zero-shot heads' cache key) is taken from the tensors
     # on the CPU, beside the move to the device and the rest of the run's start.
     text_hash = fingerprint_in_background(_text_state(model))
     t2 = time.perf_counter()
+    # The image encoder's tensors on the CPU, before the move: on another device they
+    # are the model pool's copy of the base, with no copy made and none read back.
+    on_cpu = torch.device(device).type == "cpu"
+    image_state = None if on_cpu else {k: v.detach() for k, v in model.visual.state_dict().items()}
     model = model.to(device).eval()
     seconds.update(build_s=t1 - t0, weights_s=t2 - t1, to_device_s=time.perf_counter() - t2)
     loaded = LoadedModel(model, name, label, preprocess_train, preprocess_val, LazyTokenizer(name),
-                         weights_file=weights_file, info=info, load_seconds=seconds)
+                         weights_file=weights_file, info=info, load_seconds=seconds, _cpu_image_state=image_state)
     loaded._text_fingerprint = (_stamp(_text_state(model)), text_hash)
     return loaded
 
@@ -401,7 +418,21 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
         check_compatible(state, model.state_dict(), str(path), "the architecture", check_dtype=False)
     except TaskVectorMismatchError as exc:
         raise CheckpointError(f"{path} does not fit this architecture: {exc}") from None
-    model.load_state_dict(state, strict=True)
+    _load_state(model, state, str(path))
+
+
+def _load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], path: str) -> None:
+    """``module.load_state_dict(state, strict=True)``; a safetensors file's tensors,
+    each in its own memory (safetensors stores no shared storage), become the
+    module's tensors (``assign=True``), cast to the module's dtypes: no second copy
+    of the weights is written, nor the built module's memory touched. A pickled
+    file's tensors may share storage with each other, so they are copied in."""
+    if Path(path).suffix not in SAFETENSORS_SUFFIXES:
+        module.load_state_dict(state, strict=True)
+        return
+    own = module.state_dict()
+    state = {k: v if v.dtype == own[k].dtype else v.to(own[k].dtype) for k, v in state.items()}
+    module.load_state_dict(state, strict=True, assign=True)
 
 
 def state_fingerprint(state: Mapping[str, torch.Tensor]) -> str:

@@ -112,8 +112,7 @@ class ModelPool:
         self.checkpoint_every = checkpoint_every
         self.progress = progress
         # Kept on the CPU, as are the vectors: loading a state into an encoder moves it to its device.
-        self.pretrained_state = {k: v.detach().to("cpu", copy=True)
-                                 for k, v in loaded.image_encoder.state_dict().items()}
+        self.pretrained_state = loaded.cpu_image_state()
         # The base's fingerprint keys every pool entry and goes in every record; it is
         # hashed beside the run's other start-up work (pretrained_state never changes).
         self._base_hash: Future = fingerprint_in_background(self.pretrained_state)
