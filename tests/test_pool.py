@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# A negation run over two embedded domains, long enough (300 steps, a checkpoint
+# A negation run over two embedded domains, long enough (100 steps, a checkpoint
 # every 10) that a SIGKILL lands inside the second fine-tune.
 SCRIPT = textwrap.dedent("""
     import json, sys
@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent("""
     from tvcore.finetune import Recipe
 
     pool, out = sys.argv[1], sys.argv[2]
-    recipe = Recipe(lr=1e-3, batch_size=16, steps=300, warmup_steps=10)
+    recipe = Recipe(lr=1e-3, batch_size=16, steps=100, warmup_steps=10)
     suite = Suite("negation-crash", "negation",
                   NegationConfig(["digits/rot90", "digits/mirror"], "digits/upright", lambdas=[0.0, 0.5, 1.0],
                                  controls=False),

@@ -102,6 +102,10 @@ class Size:
     plan_model: str | None = None  # None: the suites' own model (ViT-B-32, the random weights file)
     micro_suite: str | None = None  # a whole micro suite run on the device (the smoke leaves it out: a minute on a CPU)
     e2e_cached_runs: int = 3  # tvcore eval end to end with its cache built: the median is the figure
+    # The floor's probes (torch alone; torch and torchvision) and a profiled cached run;
+    # the smoke runs one probe and profiles the first run only: the same code, 15 s less.
+    e2e_probes: tuple[str, ...] = ("torch", "torch, torchvision")
+    e2e_profile_cached: bool = True
 
 
 PAPER_SUITES = ("negation-vit-b-32", "addition-vit-b-32")
@@ -112,7 +116,8 @@ FULL = Size("ViT-B-32", 10, 128, 15, 150, 1024, 8192, 4096,
 # a ViT-B-32 step at batch 128 takes minutes on a CPU.
 SMOKE = Size(str(ROOT / "fixtures" / "models" / "tvcore-tiny.json"), 10, 8, 1, 5, 16, 48, 32,
              ("fused", "foreach"), 40, (1, 2), 6, PAPER_SUITES,
-             str(ROOT / "fixtures" / "models" / "tvcore-rehearsal-224.json"), e2e_cached_runs=1)
+             str(ROOT / "fixtures" / "models" / "tvcore-rehearsal-224.json"), e2e_cached_runs=1,
+             e2e_probes=("torch, torchvision",), e2e_profile_cached=False)
 
 
 def sync(device: torch.device) -> None:
@@ -367,10 +372,14 @@ def tvcore_eval_deterministic(model, cache, batch: int, device: torch.device, fi
 
 
 def tvcore_eval_end_to_end(loaded, arch: str, images: int, device: torch.device, work: Path,
-                           profile_dir: Path | None = None, cached_runs: int = 3) -> dict:
+                           profile_dir: Path | None = None, cached_runs: int = 3,
+                           probes: tuple[str, ...] = ("torch", "torch, torchvision"),
+                           profile_cached: bool = True) -> dict:
     """``tvcore eval MNIST`` on a generated tree of ``images`` test images and a
     random weights file: wall seconds of a first run (cache built) and of
-    ``cached_runs`` more, whose median is ``cached_s``."""
+    ``cached_runs`` more, whose median is ``cached_s``; beside them, a process that
+    imports each of ``probes`` and starts the device, and (``profile_cached``) a
+    profiled cached run."""
     from fixtures.fake_trees import write_mnist_idx
 
     root = work / "data"
@@ -379,15 +388,16 @@ def tvcore_eval_end_to_end(loaded, arch: str, images: int, device: torch.device,
     env = {**os.environ, "TVCORE_CACHE": str(work / "cache"), "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"}
     # What no tvcore code can shorten: a Python process importing torch and starting the device.
     out = {"python": python_environment()}
-    for key, imports in (("python_torch_device_start_s", "torch"),
-                         ("python_torch_torchvision_device_start_s", "torch, torchvision")):
+    for imports in probes:
+        key = f"python_{imports.replace(', ', '_')}_device_start_s"
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-c", f"import {imports}; torch.zeros(1, device={device.type!r}).sum().item()"],
                        check=True, env=env)
         out[key] = time.perf_counter() - t0
     # The first run builds the cache; the cached runs give the figure; the two profiled runs
     # (cProfile, main process only) say where a run's seconds go, in profile_dir.
-    runs = [("first", True)] + [(f"cached{i}", False) for i in range(cached_runs)] + [("cached_profiled", True)]
+    runs = [("first", True)] + [(f"cached{i}", False) for i in range(cached_runs)]
+    runs += [("cached_profiled", True)] if profile_cached else []
     for run, profiled in runs:
         cmd = [sys.executable] + (["-m", "cProfile", "-o", str(work / f"{run}.prof")] if profiled else [])
         cmd += ["-m", "tvcore", "eval", "MNIST", "--data-root", str(root), "--arch", arch,
@@ -718,7 +728,8 @@ def run(size: Size, device: torch.device, budget_s: float, work: Path, out_dir: 
         section("plan.paper", lambda: plan_paper_suites(size, loaded, device, work))
     if size.e2e_images:
         section("eval.tvcore.end_to_end", lambda: tvcore_eval_end_to_end(loaded, size.arch, size.e2e_images, device,
-                                                                          work, out_dir, size.e2e_cached_runs))
+                                                                          work, out_dir, size.e2e_cached_runs,
+                                                                          size.e2e_probes, size.e2e_profile_cached))
     # 2. Fine-tunes side by side on one device.
     for jobs in size.concurrent_jobs:
         section(f"train.concurrent.{jobs}", lambda j=jobs: concurrent_train(size, j, train_cache, device, work))
