@@ -192,36 +192,35 @@ def test_building_over_a_weights_file_runs_no_initializer_and_a_random_build_doe
     assert "torch.nn.modules.activation.xavier_uniform_" in calls and "torch.nn.init.normal_" in calls
 
 
-def test_a_safetensors_files_tensors_become_the_models_cast_to_its_dtypes(tmp_path, monkeypatch):
-    """No second copy of the weights: the tensors the file was read into are the
-    model's parameters (a half-precision file's are cast to the model's float32)."""
+def test_a_weights_file_rewritten_in_place_during_a_run_leaves_the_loaded_model_as_it_was(tmp_path):
+    """safetensors reads a file through a private memory map, whose pages follow the
+    file until they are written: a model whose tensors were those pages would change
+    (or crash) when the file is rewritten in place (same inode) hours into a run. The
+    loaded weights are copied out of the map, so model and pool base stay as read."""
     import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
-    import tvcore.checkpoints as checkpoints
     from tvcore.experiments.common import TINY_CONFIG
     from tvcore.models import load_model
+    from tvcore.pool import ModelPool
 
-    built = load_model(str(TINY_CONFIG)).model
+    built = {k: v.contiguous() for k, v in load_model(str(TINY_CONFIG)).model.state_dict().items()}
     path = tmp_path / "weights.safetensors"
-    save_file({k: v.contiguous() for k, v in built.state_dict().items()}, str(path))
-    read = {}
+    save_file(built, str(path))
+    loaded = load_model(str(TINY_CONFIG), str(path), quick_gelu=False)
+    pool = ModelPool(loaded, progress=False)
+    moved = load_model(str(TINY_CONFIG), str(path), quick_gelu=False, device="meta")
+    moved_base = ModelPool(moved, "meta", progress=False).pretrained_state
 
-    def reading(*args, **kwargs):
-        read["state"] = load_file(*args, **kwargs)
-        return read["state"]
-
-    monkeypatch.setattr(checkpoints, "load_file", reading)
-    model = load_model(str(TINY_CONFIG), str(path), quick_gelu=False).model
-    params = dict(model.named_parameters())
-    assert all(params[k].data_ptr() == read["state"][k].data_ptr() for k in params)
-    assert all(p.requires_grad and isinstance(p, torch.nn.Parameter) for p in params.values())
-
-    half = tmp_path / "half.safetensors"
-    save_file({k: v.half().contiguous() for k, v in built.state_dict().items()}, str(half))
-    model = load_model(str(TINY_CONFIG), str(half), quick_gelu=False).model
-    want = {k: v.half().float() for k, v in built.state_dict().items()}
-    assert all(v.dtype == want[k].dtype and torch.equal(v, want[k]) for k, v in model.state_dict().items())
+    inode = path.stat().st_ino
+    save_file({k: v + 1 for k, v in built.items()}, str(tmp_path / "other.safetensors"))
+    with open(path, "r+b") as fh:  # the same bytes' length, rewritten through the same inode
+        fh.write((tmp_path / "other.safetensors").read_bytes())
+    assert path.stat().st_ino == inode
+    assert all(torch.equal(v, built[k]) for k, v in loaded.model.state_dict().items())
+    visual = {k[len("visual."):]: v for k, v in built.items() if k.startswith("visual.")}
+    assert all(torch.equal(v, visual[k]) for k, v in pool.pretrained_state.items())
+    assert all(torch.equal(v, visual[k]) for k, v in moved_base.items())
 
 
 def test_a_pickled_files_shared_tensors_are_copied_in_not_shared(tmp_path):

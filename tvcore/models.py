@@ -388,7 +388,7 @@ def load_model(arch: str, pretrained: str | os.PathLike | None = None, *, device
                              check_dtype=False)
         except TaskVectorMismatchError as exc:
             raise CheckpointError(f"{image_encoder} does not fit this image encoder: {exc}") from None
-        _load_state(model.visual, state, str(image_encoder))
+        model.visual.load_state_dict(state, strict=True)
         info["image_encoder_file"] = str(image_encoder)
         label = f"{label}+{Path(image_encoder).name}"
     # The text tower's hash (the zero-shot heads' cache key) is taken from the tensors
@@ -418,21 +418,9 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
         check_compatible(state, model.state_dict(), str(path), "the architecture", check_dtype=False)
     except TaskVectorMismatchError as exc:
         raise CheckpointError(f"{path} does not fit this architecture: {exc}") from None
-    _load_state(model, state, str(path))
-
-
-def _load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], path: str) -> None:
-    """``module.load_state_dict(state, strict=True)``; a safetensors file's tensors,
-    each in its own memory (safetensors stores no shared storage), become the
-    module's tensors (``assign=True``), cast to the module's dtypes: no second copy
-    of the weights is written, nor the built module's memory touched. A pickled
-    file's tensors may share storage with each other, so they are copied in."""
-    if Path(path).suffix not in SAFETENSORS_SUFFIXES:
-        module.load_state_dict(state, strict=True)
-        return
-    own = module.state_dict()
-    state = {k: v if v.dtype == own[k].dtype else v.to(own[k].dtype) for k, v in state.items()}
-    module.load_state_dict(state, strict=True, assign=True)
+    # Copied in, not assigned: safetensors reads through a private memory map whose
+    # pages follow the file, so a file rewritten in place would change the model.
+    model.load_state_dict(state, strict=True)
 
 
 def state_fingerprint(state: Mapping[str, torch.Tensor]) -> str:
