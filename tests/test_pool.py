@@ -194,15 +194,18 @@ def test_building_over_a_weights_file_runs_no_initializer_and_a_random_build_doe
 
 def test_a_weights_file_rewritten_in_place_during_a_run_leaves_the_loaded_model_as_it_was(tmp_path):
     """safetensors reads a file through a private memory map, whose pages follow the
-    file until they are written: a model whose tensors were those pages would change
-    (or crash) when the file is rewritten in place (same inode) hours into a run. The
-    loaded weights are copied out of the map, so model and pool base stay as read."""
+    file until they are written: a tensor that was such a page would change (or
+    crash the process) when the file is rewritten in place (same inode) hours into a
+    run. What tvcore reads owns its memory: the state read, the model, the pool's
+    base and a task vector stay as read."""
     import torch
     from safetensors.torch import save_file
 
+    from tvcore.checkpoints import load_state_dict
     from tvcore.experiments.common import TINY_CONFIG
     from tvcore.models import load_model
     from tvcore.pool import ModelPool
+    from tvcore.vectors import TaskVector
 
     built = {k: v.contiguous() for k, v in load_model(str(TINY_CONFIG)).model.state_dict().items()}
     path = tmp_path / "weights.safetensors"
@@ -211,16 +214,56 @@ def test_a_weights_file_rewritten_in_place_during_a_run_leaves_the_loaded_model_
     pool = ModelPool(loaded, progress=False)
     moved = load_model(str(TINY_CONFIG), str(path), quick_gelu=False, device="meta")
     moved_base = ModelPool(moved, "meta", progress=False).pretrained_state
+    state = load_state_dict(path)
+    vector_path = tmp_path / "vector.safetensors"
+    TaskVector.from_state_dicts(built, {k: 2 * v for k, v in built.items()}).save(vector_path)
+    vector = TaskVector.load(vector_path)
 
+    # Each file rewritten through its own inode (as open(path, "wb") or torch.save
+    # would), with other values of the same length.
     inode = path.stat().st_ino
     save_file({k: v + 1 for k, v in built.items()}, str(tmp_path / "other.safetensors"))
-    with open(path, "r+b") as fh:  # the same bytes' length, rewritten through the same inode
-        fh.write((tmp_path / "other.safetensors").read_bytes())
-    assert path.stat().st_ino == inode
+    TaskVector.from_state_dicts(built, {k: 3 * v for k, v in built.items()}).save(tmp_path / "other-vector.safetensors")
+    for target, source in ((path, "other.safetensors"), (vector_path, "other-vector.safetensors")):
+        with open(target, "r+b") as fh:
+            fh.write((tmp_path / source).read_bytes())
+    assert path.stat().st_ino == inode and load_state_dict(path)["logit_scale"] == built["logit_scale"] + 1
+    assert all(torch.equal(v, built[k]) for k, v in state.items())
+    assert all(torch.equal(v, built[k]) for k, v in vector.items())
     assert all(torch.equal(v, built[k]) for k, v in loaded.model.state_dict().items())
     visual = {k[len("visual."):]: v for k, v in built.items() if k.startswith("visual.")}
     assert all(torch.equal(v, visual[k]) for k, v in pool.pretrained_state.items())
     assert all(torch.equal(v, visual[k]) for k, v in moved_base.items())
+
+
+def test_a_safetensors_files_tensors_become_the_models_cast_to_its_dtypes(tmp_path, monkeypatch):
+    """The weights are copied once, out of the file's memory map: the tensors read
+    are the model's parameters (a half-precision file's cast to the model's float32)."""
+    import torch
+    from safetensors.torch import save_file
+
+    import tvcore.models as models
+    from tvcore.experiments.common import TINY_CONFIG
+
+    built = models.load_model(str(TINY_CONFIG)).model
+    path = tmp_path / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in built.state_dict().items()}, str(path))
+    read, load_state_dict = {}, models.load_state_dict
+
+    def reading(*args, **kwargs):
+        read["state"] = load_state_dict(*args, **kwargs)
+        return read["state"]
+
+    monkeypatch.setattr(models, "load_state_dict", reading)
+    params = dict(models.load_model(str(TINY_CONFIG), str(path), quick_gelu=False).model.named_parameters())
+    assert all(params[k].data_ptr() == read["state"][k].data_ptr() for k in params)
+    assert all(p.requires_grad and isinstance(p, torch.nn.Parameter) for p in params.values())
+
+    half = tmp_path / "half.safetensors"
+    save_file({k: v.half().contiguous() for k, v in built.state_dict().items()}, str(half))
+    model = models.load_model(str(TINY_CONFIG), str(half), quick_gelu=False).model
+    want = {k: v.half().float() for k, v in built.state_dict().items()}
+    assert all(v.dtype == torch.float32 and torch.equal(v, want[k]) for k, v in model.state_dict().items())
 
 
 def test_a_pickled_files_shared_tensors_are_copied_in_not_shared(tmp_path):

@@ -31,6 +31,9 @@ def load_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu")
     """Read a state dict from a safetensors file or a ``.pt``/``.bin`` file.
 
     A pickled whole ``nn.Module`` is refused: reading it would run arbitrary code.
+    Each tensor owns its memory: none is a view of the file, so rewriting the file
+    later leaves them as read, and a safetensors file's tensors share no storage
+    (a model may take them as its own, ``load_state_dict(assign=True)``).
     """
     path = Path(path)
     if path.is_dir():
@@ -43,9 +46,14 @@ def load_state_dict(path: str | os.PathLike, device: str | torch.device = "cpu")
                               "write it again")
     if path.suffix in SAFETENSORS_SUFFIXES:
         try:
-            return load_file(str(path), device=str(device))
+            state = load_file(str(path), device=str(device))
         except (SafetensorError, OSError) as exc:
             raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+        # On the CPU safetensors hands out pages of a private memory map of the file,
+        # which follow the file until written: a file rewritten in place (torch.save
+        # or open(path, "wb") truncate, then write) would change such a tensor hours
+        # into a run, or crash the process. One copy out of the map.
+        return {k: v.clone() for k, v in state.items()} if torch.device(device).type == "cpu" else state
     if path.suffix not in PICKLE_SUFFIXES:
         raise CheckpointError(
             f"{path}: unknown weights format '{path.suffix}'; expected one of "

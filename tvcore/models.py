@@ -388,7 +388,7 @@ def load_model(arch: str, pretrained: str | os.PathLike | None = None, *, device
                              check_dtype=False)
         except TaskVectorMismatchError as exc:
             raise CheckpointError(f"{image_encoder} does not fit this image encoder: {exc}") from None
-        model.visual.load_state_dict(state, strict=True)
+        _load_state(model.visual, state, str(image_encoder))
         info["image_encoder_file"] = str(image_encoder)
         label = f"{label}+{Path(image_encoder).name}"
     # The text tower's hash (the zero-shot heads' cache key) is taken from the tensors
@@ -418,9 +418,21 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
         check_compatible(state, model.state_dict(), str(path), "the architecture", check_dtype=False)
     except TaskVectorMismatchError as exc:
         raise CheckpointError(f"{path} does not fit this architecture: {exc}") from None
-    # Copied in, not assigned: safetensors reads through a private memory map whose
-    # pages follow the file, so a file rewritten in place would change the model.
-    model.load_state_dict(state, strict=True)
+    _load_state(model, state, str(path))
+
+
+def _load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], path: str) -> None:
+    """``module.load_state_dict(state, strict=True)``. A safetensors file's tensors
+    (each its own memory, :func:`~tvcore.checkpoints.load_state_dict`) become the
+    module's, cast to its dtypes (``assign=True``): the weights are not copied a second
+    time, nor the memory of the module just built ever written. A pickled file's
+    tensors may share storage with each other, so they are copied in."""
+    if Path(path).suffix not in SAFETENSORS_SUFFIXES:
+        module.load_state_dict(state, strict=True)
+        return
+    own = module.state_dict()
+    state = {k: v if v.dtype == own[k].dtype else v.to(own[k].dtype) for k, v in state.items()}
+    module.load_state_dict(state, strict=True, assign=True)
 
 
 def state_fingerprint(state: Mapping[str, torch.Tensor]) -> str:
