@@ -128,3 +128,50 @@ def test_main_called_from_python_leaves_the_collector_alone(tmp_path, capsys, mo
 def test_the_console_script_and_python_dash_m_start_at_the_entry_point():
     assert 'tvcore = "tvcore.cli:entry"' in (ROOT / "pyproject.toml").read_text()
     assert "sys.exit(entry())" in (ROOT / "tvcore" / "__main__.py").read_text()
+
+
+@pytest.mark.parametrize("device, started", [("cuda", ["cuda"]), ("cuda:1", ["cuda:1"]), ("cpu", []), ("mps", [])])
+def test_a_cuda_device_is_started_on_a_background_thread(monkeypatch, device, started):
+    """``tvcore eval`` and ``tvcore run`` start CUDA beside OpenCLIP's import and the
+    model's build; the thread is not a daemon (no exit halfway through the driver's
+    start), and an error there is left to the command's own first use to raise."""
+    import threading
+
+    import torch
+
+    from tvcore.cli import start_device_in_background
+
+    seen, threads, thread = [], [], threading.Thread
+
+    def zeros(*args, device=None, **kwargs):
+        seen.append(device)
+        raise RuntimeError("no CUDA here")  # swallowed: the model's move raises it, in the main thread
+
+    def recording(*args, **kwargs):
+        threads.append(thread(*args, **kwargs))
+        return threads[-1]
+
+    monkeypatch.setattr(torch, "zeros", zeros)
+    monkeypatch.setattr(threading, "Thread", recording)
+    start_device_in_background(device)
+    for t in threads:
+        t.join()
+    assert seen == started
+    assert [(t.name, t.daemon) for t in threads] == [("tvcore-device-start", False)] * len(started)
+
+
+def test_eval_starts_the_device_after_checking_its_inputs(tmp_path, monkeypatch, capsys):
+    import tvcore.cli as cli
+
+    started = []
+    monkeypatch.setattr(cli, "start_device_in_background", started.append)
+    from tvcore.experiments.common import TINY
+
+    results = tmp_path / "a-file"
+    results.write_text("")
+    tiny = ["--arch", TINY.arch, "--weights", TINY.pretrained, "--quiet"]
+    assert main(["eval", "digits", *tiny, "--results-dir", str(results)]) != 0
+    assert started == []
+    monkeypatch.setenv("TVCORE_CACHE", str(tmp_path / "cache"))
+    assert main(["eval", "digits", *tiny, "--results-dir", str(tmp_path / "results")]) == 0
+    assert started == ["cpu"]

@@ -259,6 +259,30 @@ def check_device(device: str) -> str:
     return device
 
 
+def start_device_in_background(device: str) -> None:
+    """Start CUDA for ``device`` (the driver, its context and allocator: the part of a
+    GPU process's start that is not Python's imports) on a background thread, once a
+    command's inputs are checked, while OpenCLIP imports and the model is built on
+    the CPU; the first move to the device waits for what is not done yet (torch's
+    lazy initialization holds a lock). Nothing for another device. An error is left
+    for the command's own first use of the device to raise. Not a daemon thread:
+    the process does not exit halfway through starting the driver."""
+    import threading
+
+    if device.split(":", 1)[0] != "cuda":
+        return
+
+    def start():
+        import torch
+
+        try:
+            torch.zeros(1, device=device)
+        except Exception:  # noqa: BLE001 - the command's own first use says what is wrong
+            pass
+
+    threading.Thread(target=start, name="tvcore-device-start").start()
+
+
 def check_run_options(workers: int | None, pool: str | None, finetuned: str | None,
                       data_root: str | None = None, jobs: int = 1) -> None:
     """Options shared by ``tvcore run`` and the pytest plugin, checked before a suite starts."""
@@ -333,6 +357,7 @@ def _run(args) -> int:
     for case in cases.values():
         for suffix in (".json", ".png"):
             check_output(os.path.join(args.results_dir, case + suffix), what="result file")
+    start_device_in_background(device)  # the inputs are checked
     if not args.plan:
         report.import_plotting_in_background()  # each record's plot is drawn at its run's end
     failed = 0
@@ -490,7 +515,8 @@ def _eval(args) -> int:
     quick_gelu = embedded_quick_gelu(args.weights, args.quick_gelu, args.image_encoder)
     spec = ModelSpec(args.arch, args.weights, quick_gelu=quick_gelu, image_encoder=args.image_encoder)
     suite = Suite(case, "eval", EvalConfig(args.task, args.split, args.vector, args.alpha), spec, Recipe())
-    report.import_plotting_in_background()  # the inputs are checked; the record's plot is drawn at the end
+    start_device_in_background(args.device)  # the inputs are checked
+    report.import_plotting_in_background()  # the record's plot is drawn at the end
     ctx = context_for(suite, device=args.device, data_root=args.data_root, progress=not args.quiet,
                       **context_options(args.workers, None, False, None))
     ctx.evaluator.set_precision(args.precision)
