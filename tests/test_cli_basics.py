@@ -158,6 +158,18 @@ def test_a_cuda_device_is_started_on_a_background_thread(monkeypatch, device, st
         t.join()
     assert seen == started
     assert [(t.name, t.daemon) for t in threads] == [("tvcore-device-start", False)] * len(started)
+    monkeypatch.setenv("TVCORE_DEVICE_START", "first-use")  # left to the first use: no thread
+    start_device_in_background(device)
+    assert len(threads) == len(started)
+
+
+def test_a_device_start_that_is_neither_background_nor_first_use_is_refused(monkeypatch):
+    from tvcore.cli import start_device_in_background
+    from tvcore.errors import UsageError
+
+    monkeypatch.setenv("TVCORE_DEVICE_START", "early")
+    with pytest.raises(UsageError, match="TVCORE_DEVICE_START=early: use background"):
+        start_device_in_background("cuda")
 
 
 def test_eval_starts_the_device_after_checking_its_inputs(tmp_path, monkeypatch, capsys):

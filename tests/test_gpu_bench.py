@@ -60,6 +60,16 @@ def test_tvcore_eval_end_to_end_runs_again_on_the_cached_split(smoke):
     assert "load_model_s" in e2e["cached0_timings"]
 
 
+def test_the_end_to_end_section_compares_the_device_started_in_the_background_and_at_first_use(smoke):
+    """Each cached run is followed by one with TVCORE_DEVICE_START=first-use: both
+    medians, and their ratio, from the same machine."""
+    e2e = smoke["sections"]["eval.tvcore.end_to_end"]
+    assert e2e["cached_first_use_s"] == e2e["cached_first_use0_s"] > 0
+    assert "load_model_parts" in e2e["cached_first_use0_timings"]
+    ratio = smoke["ratios"]["eval.tvcore.end_to_end device started in the background / at first use"]
+    assert ratio == pytest.approx(e2e["cached_s"] / e2e["cached_first_use_s"])
+
+
 def test_the_end_to_end_section_records_the_interpreter_it_ran_under(smoke):
     """Whether torch had bytecode decides seconds of every process start."""
     python = smoke["sections"]["eval.tvcore.end_to_end"]["python"]

@@ -266,10 +266,15 @@ def start_device_in_background(device: str) -> None:
     the CPU; the first move to the device waits for what is not done yet (torch's
     lazy initialization holds a lock). Nothing for another device. An error is left
     for the command's own first use of the device to raise. Not a daemon thread:
-    the process does not exit halfway through starting the driver."""
+    the process does not exit halfway through starting the driver.
+    ``TVCORE_DEVICE_START=first-use`` leaves the start to the first use (what the
+    GPU bench compares it with)."""
     import threading
 
-    if device.split(":", 1)[0] != "cuda":
+    when = os.environ.get("TVCORE_DEVICE_START", "background")
+    if when not in ("background", "first-use"):
+        raise UsageError(f"TVCORE_DEVICE_START={when}: use background (the default) or first-use")
+    if device.split(":", 1)[0] != "cuda" or when == "first-use":
         return
 
     def start():
