@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from tvcore import CheckpointError, OfflineError
+from tvcore.checkpoints import load_state_dict
 from tvcore.models import (
     ClassificationHead,
     classifier,
@@ -110,6 +111,16 @@ def test_head_is_cached_on_disk_by_model_classes_and_templates(tiny_model, tmp_p
     zero_shot_head(tiny_model, ["a", "b"], ["{}!"], cache_dir=tmp_path)
     zero_shot_head(tiny_model, ["b", "a"], ["{}."], cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.safetensors"))) == 3
+
+
+@pytest.mark.parametrize("damage", [b"", b"not a safetensors file", "truncated"])
+def test_a_cached_head_that_cannot_be_read_is_built_again_and_replaced(tiny_model, tmp_path, damage):
+    head = zero_shot_head(tiny_model, ["a", "b"], ["{}."], cache_dir=tmp_path)
+    (entry,) = tmp_path.glob("*.safetensors")
+    entry.write_bytes(entry.read_bytes()[:40] if damage == "truncated" else damage)
+    again = zero_shot_head(tiny_model, ["a", "b"], ["{}."], cache_dir=tmp_path)
+    assert torch.equal(again.weight, head.weight)
+    assert torch.equal(load_state_dict(entry)["weight"], head.weight)  # the entry is readable again
 
 
 def test_head_rejects_templates_without_placeholder(tiny_model, tmp_path):

@@ -25,7 +25,6 @@ from typing import Callable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import load_file
 
 from .checkpoints import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, load_state_dict, save_state_dict
 from .errors import CheckpointError, ModelConfigNotFoundError, OfflineError, TaskVectorMismatchError, UsageError
@@ -555,7 +554,10 @@ def zero_shot_head(loaded: LoadedModel, class_names: Sequence[str], templates: S
         key = head_cache_key(loaded, class_names, templates)
         path = Path(cache_dir or cache_root() / "heads") / f"{key}.safetensors"
         if path.is_file():
-            return ClassificationHead(load_file(str(path))["weight"].to(device))
+            try:
+                return ClassificationHead(load_state_dict(path)["weight"].to(device))
+            except (CheckpointError, KeyError):
+                pass  # an entry that cannot be read (a disk's damage) is derived data: built again below
     weights = build_head_weights(loaded, class_names, templates, device)
     if path is not None:
         save_state_dict({"weight": weights}, path, {"arch": loaded.arch, "classes": json.dumps(list(class_names))})
