@@ -113,3 +113,16 @@ def test_a_split_stays_within_a_quarter_of_the_device_and_half_its_free_memory(n
 def test_reading_rows_past_the_end_names_the_cache(cache):
     with pytest.raises(ValueError, match="split.u8"):
         cache.read_into(ROWS - 1, torch.empty((2, *SHAPE), dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("device, asked, pinned", [("cuda", None, True), ("cuda", False, False), ("cpu", None, False)])
+def test_rows_are_read_into_pinned_memory_on_cuda_unless_asked_not_to(cache, device, asked, pinned):
+    """Pinned reads let a copy to the device run without waiting; ``pin_memory=False``
+    reads into pageable memory (the GPU bench times a first pass both ways)."""
+    assert EvalLoader(cache, device, batch_size=4, pin_memory=asked)._batches.pin_memory is pinned
+
+
+def test_a_pass_read_into_pageable_memory_yields_the_rows_and_labels_of_the_cache(cache):
+    loader = EvalLoader(cache, "cpu", batch_size=4, pin_memory=False)
+    pixels, labels = (torch.cat(t) for t in zip(*batches(loader)))
+    assert torch.equal(pixels, cache.rows(0, ROWS)) and labels.tolist() == cache.labels.tolist()

@@ -106,19 +106,22 @@ class EvalLoader:
     :data:`RESIDENT_EVAL_FRACTION` of the device's memory (all resident splits
     together, and at most half of what is free) stays there as uint8 after its first
     pass, so every later pass of a sweep reads no host memory at all
-    (``resident=False`` turns that off)."""
+    (``resident=False`` turns that off). ``pin_memory`` (default: on CUDA) says
+    whether the rows are read into pinned memory; without it each copy to the device
+    is made from pageable memory and waits for the device."""
 
     PREFETCH = 2  # batches read ahead of the model
 
     def __init__(self, cache: PixelCache, device: str | torch.device = "cpu", batch_size: int = 256,
-                 resident: bool = True):
+                 resident: bool = True, pin_memory: bool | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.cache = cache
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.resident = resident
-        self._batches = _CachedBatches(cache, batch_size, pin_memory=self.device.type == "cuda")
+        pin = self.device.type == "cuda" if pin_memory is None else pin_memory
+        self._batches = _CachedBatches(cache, batch_size, pin_memory=pin)
         self._kept: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     @property
