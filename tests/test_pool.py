@@ -287,6 +287,22 @@ def test_a_pickled_files_shared_tensors_are_copied_in_not_shared(tmp_path):
     assert not torch.equal(params[a], params[b])
 
 
+def test_a_module_whose_parameters_are_tied_stays_tied_after_loading_a_safetensors_file(tmp_path):
+    """Taking the file's tensors as the module's own would give each name its own
+    tensor; a tied module has the values copied into its one tensor instead."""
+    import torch
+    from safetensors.torch import save_file
+
+    from tvcore.models import load_weights
+
+    module = torch.nn.Sequential(torch.nn.Linear(3, 3, bias=False), torch.nn.Linear(3, 3, bias=False))
+    module[1].weight = module[0].weight
+    weights = torch.arange(9.0).reshape(3, 3)
+    save_file({"0.weight": weights, "1.weight": weights.clone()}, str(tmp_path / "tied.safetensors"))
+    load_weights(module, tmp_path / "tied.safetensors")
+    assert module[0].weight is module[1].weight and torch.equal(module[0].weight, weights)
+
+
 def test_the_pools_base_on_another_device_is_the_state_loaded_before_the_move(tmp_path):
     """Moved to another device (here 'meta', which keeps no values and so cannot be
     read back), the pool's CPU base is the loaded tensors, equal to the file's; on

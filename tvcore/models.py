@@ -425,11 +425,13 @@ def _load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], path: s
     (each its own memory, :func:`~tvcore.checkpoints.load_state_dict`) become the
     module's, cast to its dtypes (``assign=True``): the weights are not copied a second
     time, nor the memory of the module just built ever written. A pickled file's
-    tensors may share storage with each other, so they are copied in."""
-    if Path(path).suffix not in SAFETENSORS_SUFFIXES:
+    tensors may share storage with each other, and a module whose parameters are tied
+    (one tensor under two names) would be untied by assigning, so those are copied in."""
+    own = module.state_dict()
+    tied = len({v.data_ptr() for v in own.values()}) < len(own)
+    if Path(path).suffix not in SAFETENSORS_SUFFIXES or tied:
         module.load_state_dict(state, strict=True)
         return
-    own = module.state_dict()
     state = {k: v if v.dtype == own[k].dtype else v.to(own[k].dtype) for k, v in state.items()}
     module.load_state_dict(state, strict=True, assign=True)
 

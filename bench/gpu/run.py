@@ -402,8 +402,9 @@ def tvcore_eval_end_to_end(loaded, arch: str, images: int, device: torch.device,
         subprocess.run([sys.executable, "-c", f"import {imports}; torch.zeros(1, device={device.type!r}).sum().item()"],
                        check=True, env=env)
         out[key] = time.perf_counter() - t0
-    # The first run builds the cache; the cached runs give the figure; the two profiled runs
-    # (cProfile, main process only) say where a run's seconds go, in profile_dir.
+    # The first run builds the cache; the cached runs give the figure; the profiled runs
+    # (the first, and a cached one with profile_cached; cProfile, main process only) say
+    # where a run's seconds go, in profile_dir.
     first_use = {"TVCORE_DEVICE_START": "first-use"}
     runs = [("first", True, {})]
     runs += [r for i in range(cached_runs) for r in ((f"cached{i}", False, {}), (f"cached_first_use{i}", False, first_use))]
