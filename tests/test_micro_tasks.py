@@ -143,3 +143,26 @@ def test_the_analogy_lambda_keeps_the_control_above_its_floor(analogy_record):
 def test_the_analogy_reports_tau_c_alone_beside_its_gated_metrics(analogy_record):
     assert set(analogy_record["reported"]) == {"c_only.target", "c_only.control"}
     assert not set(analogy_record["reported"]) & set(analogy_record["metrics"])
+
+
+def test_the_digits_are_scikit_learns_read_from_its_data_file():
+    """Read without importing scikit-learn, the pixels and labels are load_digits' own."""
+    from sklearn.datasets import load_digits
+
+    from tvcore.data import digits
+
+    assert digits._bundled_file() is not None
+    images, labels = images_and_labels()
+    bunch = load_digits()
+    assert images.dtype == np.uint8 and images.shape == (1797, 8, 8)
+    assert np.array_equal(images, np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8))
+    assert np.array_equal(labels, bunch.target)
+
+
+def test_without_that_file_the_digits_come_from_load_digits(monkeypatch):
+    from tvcore.data import digits
+
+    expected = images_and_labels()
+    monkeypatch.setattr(digits, "_bundled_file", lambda: None)
+    images, labels = images_and_labels()
+    assert np.array_equal(images, expected[0]) and np.array_equal(labels, expected[1])

@@ -77,7 +77,8 @@ def test_a_config_names_the_optional_libraries_it_uses(config, expected):
 
 
 def test_tvcore_eval_of_a_clip_vit_imports_neither(tmp_path):
-    """The whole command, as a user starts it: no module of either library is imported."""
+    """The whole command, as a user starts it: no module of either library is imported,
+    nor scikit-learn (the digits are read from its data file, not through its import)."""
     pytest.importorskip("transformers")
     from tvcore.experiments.common import TINY_CHECKPOINT, TINY_CONFIG
 
@@ -92,3 +93,4 @@ def test_tvcore_eval_of_a_clip_vit_imports_neither(tmp_path):
              if line.startswith("import time:") and "|" in line]
     assert "open_clip" in names and "torch" in names
     assert [n for n in names if n.startswith(("transformers.", "timm."))] == []
+    assert [n for n in names if n.split(".")[0] in ("sklearn", "scipy")] == []

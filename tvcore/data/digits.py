@@ -3,6 +3,10 @@ embedded dataset that runs everywhere without a download."""
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 
 from .base import Sample, Split, TaskData
@@ -11,13 +15,37 @@ CLASS_NAMES = [str(i) for i in range(10)]
 TEMPLATES = ['a photo of the number: "{}".', "a handwritten digit {}.", "the digit {}."]
 
 
-def images_and_labels() -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images of shape (1797, 8, 8) scaled to 0..255, and their labels."""
-    from sklearn.datasets import load_digits
+def _bundled_file() -> Path | None:
+    """scikit-learn's own copy of the digits (``sklearn/datasets/data/digits.csv.gz``),
+    found without importing scikit-learn, or None where that copy is not there."""
+    spec = importlib.util.find_spec("sklearn")
+    for root in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(root) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            return path
+    return None
 
-    bunch = load_digits()
-    images = np.clip(np.rint(bunch.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
-    return images, bunch.target.astype(np.int64)
+
+def images_and_labels() -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images of shape (1797, 8, 8) scaled to 0..255, and their labels.
+
+    The values are those of ``sklearn.datasets.load_digits``: read here from the
+    file it reads (rows of 64 pixels, 0..16, then the label), because importing
+    scikit-learn costs a second of every process that evaluates a micro-task. Where
+    that file is missing or not of that shape, ``load_digits`` itself is asked."""
+    data = None
+    path = _bundled_file()
+    if path is not None:
+        with gzip.open(path, "rt") as handle:
+            data = np.loadtxt(handle, delimiter=",")
+    if data is None or data.shape != (1797, 65):
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        data = np.concatenate([bunch.data, bunch.target[:, None]], axis=1)
+    pixels, labels = data[:, :64].reshape(-1, 8, 8), data[:, 64]
+    images = np.clip(np.rint(pixels * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+    return images, labels.astype(np.int64)
 
 
 def samples_from_arrays(images: np.ndarray, labels: np.ndarray, indices, prefix: str) -> list[Sample]:
