@@ -23,6 +23,21 @@ def pytest_addoption(parser):
                           "and check it against the committed one")
 
 
+def pytest_configure(config):
+    """Without ``--data-root`` every suite runs on embedded or generated data: its
+    pixel and head caches go to a folder of this session's own, deleted at its end.
+    With it, the user's cache (``TVCORE_CACHE``) keeps the real trees' pixels."""
+    from fixtures import session_cache
+
+    session_cache.start(config)
+
+
+def pytest_unconfigure(config):
+    from fixtures import session_cache
+
+    session_cache.finish(config)
+
+
 def pytest_collection_finish(session):
     """With ``--rebuild-checkpoint``, the embedded checkpoint's rebuild starts in its
     own process as soon as a selected test needs it, and runs beside the tests

@@ -142,3 +142,13 @@ def test_throughput_of_first_and_cached_passes(source, tmp_path, speed_table, mo
     for row in rows.values():
         assert row["cache_bytes_per_image"] == 3 * SIZE * SIZE  # uint8 CHW at the model's resolution
     speed_table.setdefault("data_path_throughput", {})[source] = {"images": n, "image_size": SIZE, **rows}
+
+
+def test_a_bench_session_without_data_caches_in_a_folder_of_its_own(tvcore_options):
+    """Without --data-root every suite's data is embedded or generated: its cache
+    entries go to the session's folder, not the user's (bench/conftest.py)."""
+    from tvcore.models import cache_root
+
+    if tvcore_options.data_root:
+        pytest.skip("--data-root was given: the user's cache (TVCORE_CACHE) keeps the real trees' pixels")
+    assert cache_root().name.startswith("tvcore-session-cache-") and cache_root().is_dir()

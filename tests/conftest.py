@@ -17,6 +17,20 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 TINY_CONFIG = str(ROOT / "fixtures" / "models" / "tvcore-tiny.json")
 
 
+def pytest_configure(config):
+    """Every test's pixel and head caches go to a folder of this session's own
+    (unless the session was given --data-root; fixtures/session_cache.py)."""
+    from fixtures import session_cache
+
+    session_cache.start(config)
+
+
+def pytest_unconfigure(config):
+    from fixtures import session_cache
+
+    session_cache.finish(config)
+
+
 @pytest.fixture(scope="session")
 def tiny_config() -> str:
     return TINY_CONFIG

@@ -127,3 +127,49 @@ def test_clear_with_an_unknown_key_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TVCORE_CACHE", str(tmp_path))
     assert main(["cache", "clear", "feedface"]) == 2
     assert "cache key 'feedface' matches 0 entries" in capsys.readouterr().err
+
+
+def test_a_test_session_caches_in_a_folder_of_its_own():
+    """The tests never read or leave entries in the user's cache (fixtures/session_cache)."""
+    from pathlib import Path
+
+    from tvcore.models import cache_root
+
+    root = cache_root()
+    assert root != Path.home() / ".cache" / "tvcore"
+    assert root.name.startswith("tvcore-session-cache-") and root.is_dir()
+
+
+@pytest.mark.parametrize("before", [None, "/somewhere/else"])
+def test_the_session_cache_is_deleted_and_the_variable_restored(before, monkeypatch):
+    import os
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from fixtures import session_cache
+
+    if before is None:
+        monkeypatch.delenv("TVCORE_CACHE", raising=False)
+    else:
+        monkeypatch.setenv("TVCORE_CACHE", before)
+    config = SimpleNamespace(stash=pytest.Stash(), getoption=lambda name, default=None: default)
+    root = Path(session_cache.start(config))
+    assert session_cache.start(config) is None  # the second conftest's call: the same folder
+    assert os.environ["TVCORE_CACHE"] == str(root) and root.is_dir()
+    (root / "pixels").mkdir()
+    (root / "pixels" / "entry.u8").write_bytes(b"\0" * 64)
+    session_cache.finish(config)
+    session_cache.finish(config)
+    assert not root.exists()
+    assert os.environ.get("TVCORE_CACHE") == before
+
+
+def test_a_session_given_the_users_data_keeps_the_users_cache(monkeypatch):
+    from types import SimpleNamespace
+
+    from fixtures import session_cache
+
+    monkeypatch.setenv("TVCORE_CACHE", "/users/cache")
+    config = SimpleNamespace(stash=pytest.Stash(), getoption=lambda name, default=None: "/data")
+    assert session_cache.start(config) is None
+    assert __import__("os").environ["TVCORE_CACHE"] == "/users/cache"
