@@ -5,6 +5,7 @@ entry in use never goes, and ``tvcore cache`` lists, sizes and clears it. Tiny c
 from __future__ import annotations
 
 import gc
+import os
 import time
 
 import numpy as np
@@ -121,6 +122,57 @@ def test_cache_clear_keeps_entries_in_use(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "removed 1 entries" in out and f"kept 1 in use: {held.path.stem}" in out
     assert keys(pixels) == {held.path.stem}
+
+
+def test_a_removed_entry_leaves_no_file_behind(tmp_path):
+    """Rows, metadata and both lock files go: a folder used for months holds its
+    entries and nothing else."""
+    for seed in range(3):
+        closed(tmp_path, seed)
+    held = build(tmp_path, 3)
+    removed, busy = store.clear(tmp_path)
+    assert len(removed) == 3 and [e.key for e in busy] == [held.path.stem]
+    assert {p.name for p in tmp_path.iterdir()} == {f"{held.path.stem}{s}" for s in (".u8", ".json", ".lock", ".use")}
+
+
+def test_clearing_everything_also_removes_lock_files_without_an_entry(tmp_path):
+    (tmp_path / "deadbeef.lock").touch()  # left by a failed build, or by older versions
+    (tmp_path / "deadbeef.use").touch()
+    held = store.lock_file(tmp_path / "cafe.lock", exclusive=True, wait=False)  # a build under way
+    try:
+        store.clear(tmp_path)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["cafe.lock"]
+    finally:
+        os.close(held)
+
+
+def test_a_lock_file_removed_between_open_and_lock_is_taken_again(tmp_path, monkeypatch):
+    """The race that removing lock files opens: a reader opens ``<key>.use`` and, before
+    its lock, an eviction takes the file exclusively and removes the entry with it. The
+    reader must end up holding the file now at that path, which protects the entry."""
+    key = closed(tmp_path, 0)
+    real_flock, raced = store._flock, []
+
+    def eviction_first(fd, exclusive, wait):
+        if not raced and not exclusive:  # the reader's first lock: an eviction gets in before it
+            raced.append(store._remove(tmp_path, key))
+        return real_flock(fd, exclusive, wait)
+
+    monkeypatch.setattr(store, "_flock", eviction_first)
+    reader = store.InUse(tmp_path, key)
+    monkeypatch.setattr(store, "_flock", real_flock)
+    assert raced == [True] and key not in keys(tmp_path)
+    assert store._same_file(reader.fd, tmp_path / f"{key}.use")  # the new file, not the removed one
+    assert store._try_exclusive(tmp_path / f"{key}.use") is None  # so an eviction now sees it in use
+    reader.release()
+
+
+def test_an_entry_rebuilt_after_its_removal_is_protected_again(tmp_path):
+    key = closed(tmp_path, 0)
+    assert store._remove(tmp_path, key)
+    cache = build(tmp_path, 0)  # built again under the same key: new lock files
+    assert cache.path.stem == key
+    assert not store._remove(tmp_path, key) and key in keys(tmp_path)
 
 
 def test_clear_with_an_unknown_key_is_one_line(tmp_path, monkeypatch, capsys):

@@ -168,19 +168,16 @@ def _fsync_dir(path: Path) -> None:
 class _Lock:
     """An advisory lock on a file beside the entry, so a second process building the
     same entry waits and then reads the first one's result. Released by the kernel
-    if its holder dies. Where ``fcntl`` is missing the lock is skipped: two writers
-    then both build, and the renames keep the entry whole."""
+    if its holder dies; taken on the file the path names once held (an eviction may
+    remove the file meanwhile: :func:`.cache_store.lock_file`). Where ``fcntl`` is
+    missing the lock is skipped: two writers then both build, and the renames keep
+    the entry whole."""
 
     def __init__(self, path: Path):
         self.path, self.fd = path, None
 
     def __enter__(self):
-        try:
-            import fcntl
-        except ImportError:
-            return self
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        self.fd = store.lock_file(self.path, exclusive=True, wait=True)
         return self
 
     def __exit__(self, *exc):

@@ -10,6 +10,12 @@ An entry (see :mod:`tvcore.data.cache`) is ``<key>.u8`` (the rows) and ``<key>.j
   use is never removed**. The kernel drops the lock of a process that dies.
 - ``<key>.lock``: held exclusively while the entry is being built.
 
+Removing an entry removes both lock files too, while it holds them exclusively, so
+nothing is left behind. Every lock is therefore taken as open, lock, then check
+that the path still names the file locked (:func:`lock_file`): a process that
+opened a lock file just before it was removed finds it gone once it holds the lock,
+and takes the lock again on the file now at that path.
+
 Last use is the metadata file's modification time, set each time a process opens
 the entry. The bound is ``TVCORE_CACHE_MAX`` (``20GB``, ``500MB``, ``1.5GiB``, a
 number of bytes, or ``none``), default 20 GB: enough for the micro suites, the
@@ -77,17 +83,39 @@ def _flock(fd: int, exclusive: bool, wait: bool) -> bool:
         return False
 
 
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (not removed, not replaced)."""
+    try:
+        held, now = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
+
+
+def lock_file(path: Path, exclusive: bool, wait: bool) -> int | None:
+    """An open descriptor holding a lock on the file at ``path`` (created if missing),
+    or None when ``wait`` is False and another process holds it. The lock is taken on
+    the file the path names once it is held: a file removed (by :func:`_remove`) between
+    this process's open and its lock is opened again."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        if not _flock(fd, exclusive=exclusive, wait=wait):
+            os.close(fd)
+            return None
+        if _same_file(fd, path):
+            return fd
+        os.close(fd)  # removed while this process waited: lock the one there now
+
+
 class InUse:
     """A shared lock on ``<key>.use`` held while a process has the entry open."""
 
     def __init__(self, root: Path, key: str):
         self.pid = os.getpid()
         try:
-            self.fd: int | None = os.open(root / f"{key}.use", os.O_RDWR | os.O_CREAT, 0o644)
+            self.fd: int | None = lock_file(root / f"{key}.use", exclusive=False, wait=True)
         except OSError:  # a cache folder shared read-only: nothing here can evict the entry
             self.fd = None
-            return
-        _flock(self.fd, exclusive=False, wait=True)
 
     def release(self) -> None:
         if self.fd is not None and self.pid == os.getpid():
@@ -97,11 +125,7 @@ class InUse:
 
 def _try_exclusive(path: Path) -> int | None:
     """An open descriptor holding an exclusive lock on ``path``, or None if someone holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    if _flock(fd, exclusive=True, wait=False):
-        return fd
-    os.close(fd)
-    return None
+    return lock_file(path, exclusive=True, wait=False)
 
 
 # ----------------------------------------------------------------------- entries
@@ -162,8 +186,10 @@ def _remove(root: Path, key: str) -> bool:
         if build is None:
             return False
         try:
-            # The metadata first: without it the entry is no longer read, whatever happens next.
-            for suffix in (".json", ".u8"):
+            # The metadata first: without it the entry is no longer read, whatever happens
+            # next. The lock files last, while held: a process waiting on either finds it
+            # gone when its turn comes, and locks the file then at that path (lock_file).
+            for suffix in (".json", ".u8", ".lock", ".use"):
                 (root / f"{key}{suffix}").unlink(missing_ok=True)
         finally:
             os.close(build)
@@ -225,7 +251,24 @@ def clear(root: str | Path, keys: list[str] | None = None) -> tuple[list[Entry],
     removed, busy = [], []
     for entry in chosen:
         (removed if _remove(root, entry.key) else busy).append(entry)
+    if not keys:
+        _remove_orphan_locks(root)
     return removed, busy
+
+
+def _remove_orphan_locks(root: Path) -> None:
+    """Lock files of entries that are not there (left by a build that failed, or by
+    versions of tvcore that kept them), unless a process holds them."""
+    complete = {e.key for e in entries(root)}
+    for path in sorted(root.glob("*.lock")) + sorted(root.glob("*.use")) if root.is_dir() else ():
+        if path.stem in complete or (root / f"{path.stem}.u8").exists():
+            continue
+        fd = _try_exclusive(path)
+        if fd is not None:
+            try:
+                path.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
 
 
 def when(seconds: float) -> str:
