@@ -684,3 +684,20 @@ def test_the_current_rule_reads_a_merging_baseline_from_its_measurements_alone()
     for spec in current["headline"]:
         m = current["metrics"][spec]
         assert len(m["values"]) == base["n_seeds"] and m["better"] == "either" and m["tolerance"] >= m["floor"]
+
+
+def test_the_readmes_gate_table_is_the_study_of_the_committed_baselines(capsys):
+    """The false alarms and the smallest failing drops the README states are those
+    ``python -m tvcore.gate_study --from-baselines baselines`` gives now: a baseline
+    rebuilt or a rule changed without its table fails here."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    assert gate_study.main(["--from-baselines", str(root / "baselines")]) == 0
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    rows = [line for line in lines if line.startswith("| ") and "-micro" in line]
+    assert len(rows) >= 6
+    readme = {line.strip() for line in (root / "README.md").read_text().splitlines()}
+    assert [row for row in rows if row not in readme] == []
+    summary = [line for line in lines if line.startswith("Any suite failing")]
+    assert summary and (root / "README.md").read_text().count(summary[0]) == 1
