@@ -133,12 +133,15 @@ def _another_cpu(manifest: dict) -> dict:
 def test_tiny_checkpoint_rebuilds_reproducibly(rebuilt_tiny, record_property):
     """The embedded checkpoint is reproducible: on the manifest's machine (CPU model
     and flags, torch) the rebuild has its bytes; elsewhere its zero-shot accuracies
-    on the micro tasks agree with the committed checkpoint's within the 95% bound."""
+    on the micro tasks agree with the committed checkpoint's within three points,
+    image by image (tvcore compare); a check the images cannot decide is xfail."""
     from fixtures.pretrain_tiny import check_rebuild
 
     verdict = check_rebuild(rebuilt_tiny, _manifest())
     record_property("reproduction_check", verdict.check)
     print(verdict.summary)
+    if verdict.inconclusive:
+        pytest.xfail(verdict.summary)
     assert verdict.ok, verdict.summary
 
 
@@ -149,6 +152,8 @@ def test_tiny_checkpoint_rebuilt_on_another_cpu_is_checked_statistically(rebuilt
     record_property("reproduction_check", verdict.check)
     print(verdict.summary)
     assert verdict.check == "statistical"
+    if verdict.inconclusive:
+        pytest.xfail(verdict.summary)
     assert verdict.ok, verdict.summary
 
 
@@ -169,7 +174,7 @@ def test_tiny_checkpoint_statistical_check_catches_another_model(short_builds):
 
     verdict = check_rebuild(short_builds[0], _another_cpu(_manifest()))
     assert verdict.check == "statistical" and not verdict.ok
-    assert "DIFFER" in verdict.summary
+    assert verdict.outcome == "differ" and "DIFFER" in verdict.summary
 
 
 def test_tiny_checkpoint_check_follows_cpu_flags_and_torch():

@@ -84,7 +84,11 @@ def test_cli_run_writes_record_and_plot_and_compare_agrees_with_itself(tmp_path,
     rec = json.loads((tmp_path / "analogy-quick.json").read_text())
     assert rec["environment"]["versions"]["torch"] and "commit" in rec["environment"]["git"]
     assert main(["compare", str(tmp_path / "analogy-quick.json"), str(tmp_path / "analogy-quick.json")]) == 0
-    rec["metrics"]["analogy.target"]["value"] = 1.0 - rec["metrics"]["analogy.target"]["value"]
+    from tvcore.outcomes import decode_outcomes, encode_outcomes
+
+    m = rec["metrics"]["analogy.target"]  # a model that answers every image the other way
+    m.update(value=1.0 - m["value"], correct=m["total"] - m["correct"],
+             correct_bits=encode_outcomes(~decode_outcomes(m["correct_bits"], m["total"])))
     (tmp_path / "b.json").write_text(json.dumps(rec))
     if abs(2 * rec["metrics"]["analogy.target"]["value"] - 1) > 0.2:
         assert main(["compare", str(tmp_path / "analogy-quick.json"), str(tmp_path / "b.json")]) == 1

@@ -61,32 +61,6 @@ def test_a_missing_headline_is_an_error_naming_it():
         results.gate(record(a=0.5), base)
 
 
-def test_compare_records_within_and_beyond_the_bound():
-    agree = results.compare_records(record(x=0.50), record(x=0.52))
-    assert agree[0].agree
-    differ = results.compare_records(record(x=0.50), record(x=0.70))
-    assert not differ[0].agree
-
-
-def test_compare_refuses_records_of_different_suites_unless_allowed():
-    from tvcore.errors import IncomparableRecordsError
-
-    a, b = dict(record(x=0.5), suite="negation-micro"), dict(record(x=0.5), suite="addition-micro")
-    with pytest.raises(IncomparableRecordsError, match="'negation-micro'.*'addition-micro'"):
-        results.compare_records(a, b)
-    assert results.compare_records(a, b, allow_different_data=True)[0].agree
-
-
-def test_compare_refuses_records_measured_on_different_test_sets():
-    from tvcore.errors import IncomparableRecordsError
-
-    a = dict(record(x=0.5), split_hashes={"t:test": "aa"})
-    with pytest.raises(IncomparableRecordsError, match="'t:test' has different contents"):
-        results.compare_records(a, dict(a, split_hashes={"t:test": "bb"}))
-    with pytest.raises(IncomparableRecordsError, match="'u:test' is only in one record"):
-        results.compare_records(a, dict(a, split_hashes={"t:test": "aa", "u:test": "cc"}))
-
-
 def test_a_baseline_with_no_metrics_gates_nothing_and_is_refused():
     from tvcore.errors import BaselineError
 

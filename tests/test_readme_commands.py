@@ -40,12 +40,13 @@ def _without_comment(line: str) -> str:
 
 def _spelled_out(line: str) -> list[list[str]]:
     """The argument lists a synopsis line stands for. ``[...]`` parts are given (their
-    brackets dropped), ``a|b`` takes ``a``, ``...`` is dropped, a count ``N`` is 2, and
+    brackets dropped), ``a|b`` takes ``a``, ``...`` is dropped, a count ``N`` is 2 and
+    ``POINTS`` 1, and
     ``x | y | z`` (the subcommand alternatives of ``tvcore cache``) gives one list per
     alternative."""
     words = shlex.split(_without_comment(line).replace("[", " ").replace("]", " "))[1:]
     words = [w.split("|")[0] if "|" in w and w != "|" else w for w in words if w != "..."]
-    words = ["2" if w == "N" else w for w in words]
+    words = [{"N": "2", "POINTS": "1"}.get(w, w) for w in words]
     if "|" not in words:
         return [words]
     head = words[:words.index("|") - 1]

@@ -570,18 +570,29 @@ def eval_case(args) -> str:
 
 
 def _compare(args) -> int:
+    """Exit 0 when every metric agrees, 1 when any differs, 3 when none differs but
+    some cannot be decided on these test sets (never a silent pass)."""
     from tabulate import tabulate
 
-    from . import results
+    from . import compare, results
 
     a, b = results.read_record(args.a), results.read_record(args.b)
-    rows = results.compare_records(a, b, allow_different_data=args.allow_different_data, names=(args.a, args.b))
-    fmt = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731
-    table = [[r.metric, fmt(r.a), fmt(r.b), fmt(r.bound), "agree" if r.agree else "DIFFER"] for r in rows]
-    print(tabulate(table, headers=["metric", "A %", "B %", "95% bound", ""], tablefmt="github"))
-    differ = sum(not r.agree for r in rows)
-    print(f"{len(rows) - differ} of {len(rows)} metrics agree within the 95% bound of the difference")
-    return 1 if differ else 0
+    rows = compare.compare_records(a, b, allow_different_data=args.allow_different_data, names=(args.a, args.b),
+                                   margin=args.margin / 100)
+    pts = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731
+    span = lambda r: "-" if r.interval_90 is None else f"[{100 * r.interval_90[0]:+.2f}, {100 * r.interval_90[1]:+.2f}]"  # noqa: E731,E501
+    table = [[r.metric, pts(r.a), pts(r.b), "-" if r.difference is None else f"{100 * r.difference:+.2f}", span(r),
+              pts(r.bound), "paired" if r.paired else "two-sample",
+              r.outcome.upper() if r.outcome == compare.DIFFER else r.outcome,
+              "" if r.needed_total is None else f"{r.needed_total:,}"] for r in rows]
+    print(tabulate(table, headers=["metric", "A %", "B %", "A - B", "90% interval", "differ beyond", "images",
+                                   "", "images to decide"], tablefmt="github"))
+    counts = {o: sum(r.outcome == o for r in rows) for o in (compare.AGREE, compare.DIFFER, compare.INCONCLUSIVE)}
+    verdict = compare.overall(rows)
+    print(f"{verdict}: of {len(rows)} metrics, {counts[compare.AGREE]} agree within {args.margin:g} points, "
+          f"{counts[compare.DIFFER]} differ (95% over the {len(rows)} together), {counts[compare.INCONCLUSIVE]} "
+          "inconclusive (the test sets are too small to tell a difference of the margin from none)")
+    return {compare.AGREE: 0, compare.DIFFER: 1, compare.INCONCLUSIVE: 3}[verdict]
 
 
 def add_run_options(add) -> None:
@@ -786,11 +797,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="evaluation arithmetic (default auto: bf16 autocast on CUDA, fp32 elsewhere)")
     ev.set_defaults(func=_eval)
 
-    compare = sub.add_parser("compare", help="do two result records agree, metric by metric?")
+    compare = sub.add_parser("compare", help="do two result records agree, differ, or cannot tell, metric by metric?")
     compare.add_argument("a")
     compare.add_argument("b")
     compare.add_argument("--allow-different-data", action="store_true",
                          help="compare records of different suites or test sets all the same")
+    compare.add_argument("--margin", type=float, default=1.0, metavar="POINTS",  # tvcore.compare.DEFAULT_MARGIN
+                         help="the largest difference, in percentage points, that counts as the same result "
+                              "(default 1): metrics agree when the difference is shown to lie within it")
     compare.set_defaults(func=_compare)
     return parser
 

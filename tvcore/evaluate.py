@@ -15,13 +15,14 @@ use to widen their margins.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from .errors import DatasetError
+from .outcomes import encode_outcomes
 
 Z95 = 1.959963984540054
 
@@ -108,8 +109,18 @@ class Accuracy:
     high: float | None = None
     cases: int | None = None
     design_effect: float = 1.0
+    # Each test image's outcome (right or wrong), in the split's order: a record keeps
+    # it (``correct_bits``) so that two runs on the same images can be compared image
+    # by image (tvcore.compare), not as two independent samples.
+    outcomes: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
+        if self.outcomes is not None:
+            outcomes = np.asarray(self.outcomes, dtype=bool).reshape(-1)
+            if outcomes.size != self.total or int(outcomes.sum()) != self.correct:
+                raise ValueError(f"{outcomes.size} image outcomes with {int(outcomes.sum())} right do not make "
+                                 f"{self.correct} of {self.total}")
+            object.__setattr__(self, "outcomes", outcomes)
         if self.interval == "wilson":
             low, high = wilson_interval(self.correct, self.total)
             object.__setattr__(self, "low", low)
@@ -127,7 +138,7 @@ class Accuracy:
         c, m = _case_totals(correct, cases)
         low, high = case_bootstrap_interval(correct, cases, seed)
         return cls(int(correct.sum()), int(correct.size), "case-bootstrap", low, high, int(c.size),
-                   float(cluster_design_effect(c, m)))
+                   float(cluster_design_effect(c, m)), outcomes=correct)
 
     @property
     def value(self) -> float:
@@ -142,6 +153,8 @@ class Accuracy:
         if self.cases is not None:
             out["cases"] = self.cases
             out["design_effect"] = self.design_effect
+        if self.outcomes is not None:
+            out["correct_bits"] = encode_outcomes(self.outcomes)
         return out
 
     def __str__(self) -> str:
@@ -214,7 +227,7 @@ def classification_metrics(labels, preds, class_names: Sequence[str], cases=None
             # One seeded stream per metric, so a class's interval does not depend on the others.
             return Accuracy.from_cases(correct[mask], cases[mask], seed=np.random.SeedSequence([seed, stream]))
         n_cases = None if cases is None else int(mask.sum())
-        return Accuracy(int(correct[mask].sum()), int(mask.sum()), cases=n_cases)
+        return Accuracy(int(correct[mask].sum()), int(mask.sum()), cases=n_cases, outcomes=correct[mask])
 
     per_class = {}
     recalls = []

@@ -22,9 +22,23 @@ correlation 1/3: 6.8% at a nominal 5%). Here the case, not the image, is the uni
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
+
+
+@lru_cache(maxsize=None)
+def sidak_z(family: int, alpha: float = 0.05, two_sided: bool = True) -> float:
+    """The normal quantile that keeps the chance of any false alarm among ``family``
+    independent checks at ``alpha`` (Sidak): a verdict's contradictions, the
+    differences ``tvcore compare`` finds among a record's metrics."""
+    from scipy.stats import norm  # scipy on first use, not at every tvcore start
+
+    if family < 1:
+        raise ValueError("a family needs at least one check")
+    each = 1.0 - (1.0 - alpha) ** (1.0 / family)
+    return float(norm.isf(each / 2 if two_sided else each))
 
 EXACT = "exact McNemar (binomial; one image per case)"
 CLUSTERED = "clustered McNemar (Durkalski et al. 2003; cases as units)"

@@ -40,11 +40,11 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from typing import Mapping, Sequence
 
 
 from . import references
+from .stats import sidak_z
 from .errors import RecordError
 
 ALPHA = 0.05
@@ -58,18 +58,6 @@ SIDES = {
     "above": "delta > E",          # measurably above (a finding that must show)
     "below": "delta < -E",         # measurably below
 }
-
-
-@lru_cache(maxsize=None)
-def sidak_z(family: int, alpha: float = ALPHA, two_sided: bool = True) -> float:
-    """The normal quantile that keeps the chance of any false contradiction among
-    ``family`` independent checks at ``alpha`` (Sidak)."""
-    from scipy.stats import norm  # scipy on first use, not at every tvcore start
-
-    if family < 1:
-        raise ValueError("a family needs at least one check")
-    each = 1.0 - (1.0 - alpha) ** (1.0 / family)
-    return float(norm.isf(each / 2 if two_sided else each))
 
 
 @dataclass(frozen=True)
