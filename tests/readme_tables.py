@@ -34,3 +34,20 @@ def stale_rows(measured: dict[tuple[str, str], dict]) -> list[str]:
         if said is None or any(abs(a - b) > TOLERANCE_PP for a, b in zip(now, said)):
             stale.append(f"{key}: README {said}, simulated {tuple(round(x, 1) for x in now)}")
     return stale
+
+
+def row(suite: str, name: str, rates: dict) -> str:
+    """One README row: reproduced (agree), contradicted (differ), inconclusive."""
+    return (f"| {suite} | {name} | {100 * rates['reproduced']:.1f}% | {100 * rates['contradicted']:.1f}% | "
+            f"{100 * rates['inconclusive']:.1f}% |")
+
+
+def printed_and_stale(measured: dict[tuple[str, str], dict], capsys) -> list[str]:
+    """Print ``measured`` as the README's rows (seen with ``-s``); return the stale ones
+    (:func:`stale_rows`), after checking each row's three rates add up to one."""
+    with capsys.disabled():
+        print()
+        for (suite, name), rates in measured.items():
+            print(row(suite, name, rates))
+    assert all(abs(sum(r.values()) - 1) < 1e-9 for r in measured.values())
+    return stale_rows(measured)

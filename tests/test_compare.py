@@ -156,16 +156,10 @@ def test_a_large_wrong_result_is_found_to_differ(outcomes, key):
 
 def test_the_readme_rows_of_compare(outcomes, capsys):
     """The README's rows are what these simulations measure now (to half a point)."""
-    from tests.readme_tables import stale_rows
+    from tests.readme_tables import printed_and_stale
 
     rows = {(f"compare ({shape})", name): r for (shape, name), r in outcomes.items()}
-    with capsys.disabled():
-        print()
-        for (suite, name), r in rows.items():
-            print(f"| {suite} | {name} | {100 * r['reproduced']:.1f}% | {100 * r['contradicted']:.1f}% | "
-                  f"{100 * r['inconclusive']:.1f}% |")
-    assert all(abs(sum(r.values()) - 1) < 1e-9 for r in outcomes.values())
-    assert stale_rows(rows) == []
+    assert printed_and_stale(rows, capsys) == []
 
 
 # ------------------------------------------------------------------ one metric, by hand

@@ -134,17 +134,11 @@ def test_a_merging_result_far_from_its_set_is_contradicted(outcomes, key):
 
 def test_the_readme_rows_of_the_merging_verdict(outcomes, capsys):
     """The README's rows are what these simulations measure now (to half a point)."""
-    from tests.readme_tables import stale_rows
+    from tests.readme_tables import printed_and_stale
 
     label = {"A-own": "A, tvcore's own fine-tunes"}
     rows = {(f"merging (set {label.get(key, key)})", name): r for (key, name), r in outcomes.items()}
-    with capsys.disabled():
-        print()
-        for (suite, name), r in rows.items():
-            print(f"| {suite} | {name} | {100 * r['reproduced']:.1f}% | {100 * r['contradicted']:.1f}% | "
-                  f"{100 * r['inconclusive']:.1f}% |")
-    assert all(abs(sum(r.values()) - 1) < 1e-9 for r in outcomes.values())
-    assert stale_rows(rows) == []
+    assert printed_and_stale(rows, capsys) == []
 
 
 def one_record(layout, methods=tuple(METHODS)) -> dict:
