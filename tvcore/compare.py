@@ -28,11 +28,12 @@ to each side: *Simple and effective confidence intervals for proportions and
 differences of proportions result from adding two successes and two failures*, The
 American Statistician 54(4), 2000), which on shared images is wider than the truth
 as long as the two models' errors are positively correlated, as two runs of one
-recipe are. Either way each variance is multiplied by the design effect where
-images come in cases (for a paired difference, the larger of the two accuracies'
-design effects: an approximation). The false-alarm rate and the power against
-named wrong results, simulated through :func:`compare_records`, are in the README
-(``tests/test_compare.py``).
+recipe are. Where images come in cases each variance is multiplied by a design
+effect: a two-sample accuracy's own (in the record), a paired difference's the
+larger of the two accuracies' (records keep no case ids to measure its own; the
+simulation below covers the worst case, a case's views changing together). The
+false-alarm rate and the power against named wrong results, simulated through
+:func:`compare_records`, are in the README (``tests/test_compare.py``).
 
 A metric in only one record differs.
 """
@@ -138,6 +139,14 @@ def _outcomes(metric: Mapping, name: str, side: str) -> np.ndarray | None:
     return bits
 
 
+def _paired_deff(a: Mapping, b: Mapping) -> float:
+    """The design effect a paired difference is given over images grouped in cases:
+    the larger of the two accuracies' (records keep no case ids to measure the
+    difference's own). Simulated where a second model answers a changed case's views
+    alike, the worst case for it: the README's BI-RADS rows."""
+    return max(_deff(a), _deff(b))
+
+
 def _paired(x, y, deff: float) -> tuple[float, float, float]:
     """(difference, its variance, the variance times the test size) of two models'
     accuracies on the same images, Agresti-Min: half an image added to each cell."""
@@ -157,7 +166,7 @@ def judge_metric(metric: str, a: Mapping, b: Mapping, margin: float, z: float, s
     bits_a, bits_b = _outcomes(a, metric, names[0]), _outcomes(b, metric, names[1])
     paired = same_images and bits_a is not None and bits_b is not None and bits_a.size == bits_b.size
     if paired:
-        d, var, per_image = _paired(bits_a, bits_b, max(_deff(a), _deff(b)))
+        d, var, per_image = _paired(bits_a, bits_b, _paired_deff(a, b))
     else:
         d, var, per_image = _two_sample(a, b)
     sd = math.sqrt(var)
