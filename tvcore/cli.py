@@ -579,14 +579,16 @@ def _compare(args) -> int:
     a, b = results.read_record(args.a), results.read_record(args.b)
     rows = compare.compare_records(a, b, allow_different_data=args.allow_different_data, names=(args.a, args.b),
                                    margin=args.margin / 100)
-    pts = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731
-    span = lambda r: "-" if r.interval_90 is None else f"[{100 * r.interval_90[0]:+.2f}, {100 * r.interval_90[1]:+.2f}]"  # noqa: E731,E501
-    table = [[r.metric, pts(r.a), pts(r.b), "-" if r.difference is None else f"{100 * r.difference:+.2f}", span(r),
+    def pts(v, sign=""):
+        return "-" if v is None else f"{100 * v:{sign}.2f}"
+
+    table = [[r.metric, pts(r.a), pts(r.b), pts(r.difference, "+"),
+              "-" if r.interval_90 is None else f"[{pts(r.interval_90[0], '+')}, {pts(r.interval_90[1], '+')}]",
               pts(r.bound), "paired" if r.paired else "two-sample",
               r.outcome.upper() if r.outcome == compare.DIFFER else r.outcome,
               "" if r.needed_total is None else f"{r.needed_total:,}"] for r in rows]
     print(tabulate(table, headers=["metric", "A %", "B %", "A - B", "90% interval", "differ beyond", "images",
-                                   "", "images to decide"], tablefmt="github"))
+                                   "", "images to decide"], tablefmt="github", disable_numparse=True))
     counts = {o: sum(r.outcome == o for r in rows) for o in (compare.AGREE, compare.DIFFER, compare.INCONCLUSIVE)}
     verdict = compare.overall(rows)
     print(f"{verdict}: of {len(rows)} metrics, {counts[compare.AGREE]} agree within {args.margin:g} points, "
