@@ -2,11 +2,12 @@
 the same function (tvcore.compare.compare_records) on records shaped like the
 suites'.
 
-Three record shapes: the negation micro suite's (17 metrics on 225 test images
-each), the paper's addition suite at its published test-set sizes (pre-trained,
-fine-tuned and merged accuracy on eight tasks and ImageNet: 27 metrics on 1,880 to
-50,000 images), the BI-RADS analogue's (four views a case, 15 cases a grade) and Mini-DDSM's (two to
-four views a case, 30 cases a grade). Replications: *the same model on another machine* answers 0.5% of
+Four record shapes: the negation micro suite's (17 metrics on 225 test images each),
+the paper's addition suite at its published test-set sizes (pre-trained, fine-tuned
+and merged accuracy on eight tasks and ImageNet: 27 metrics on 1,880 to 50,000
+images), the BI-RADS analogue's (four views a case, 15 cases a grade) and
+Mini-DDSM's (two to four views a case, 30 cases a grade). Replications: *the same
+model on another machine* answers 0.5% of
 the images differently (borderline images under other arithmetic); *a second
 fine-tune of the recipe* answers 4% differently, with the same expected accuracy;
 both on the same test images with the per-image outcomes tvcore's records keep,
