@@ -72,20 +72,24 @@ def records(rng, shape, shift=None, same_images=True, churn=CHURN, keep_outcomes
         if same_images and keep_outcomes:  # image order does not matter to a paired count
             a[name][FIELD] = encode_outcomes(np.repeat([True, True, False, False], counts))
             b[name][FIELD] = encode_outcomes(np.repeat([True, False, True, False], counts))
-    split = {"split_hashes": {"t:test": "same" if same_images else "a"}}
-    return ({"suite": "s", "case": "c", "metrics": a, **split},
-            {"suite": "s", "case": "c", "metrics": b, "split_hashes": {"t:test": "same" if same_images else "b"}})
+    return tuple({"suite": "s", "case": "c", "metrics": m, "split_hashes": {"t:test": "same" if same_images else side}}
+                 for m, side in ((a, "a"), (b, "b")))
+
+
+def shares(pairs, margin, allow_different_data=False) -> dict:
+    """How often compare calls pairs of records agree, differ or inconclusive, under
+    the README's column names."""
+    said = [compare.overall(compare.compare_records(a, b, margin=margin, allow_different_data=allow_different_data))
+            for a, b in pairs]
+    return {"reproduced": said.count(compare.AGREE) / len(said),
+            "contradicted": said.count(compare.DIFFER) / len(said),
+            "inconclusive": said.count(compare.INCONCLUSIVE) / len(said)}
 
 
 def rates(shape, runs=RUNS, seed=0, margin=compare.DEFAULT_MARGIN, **kw) -> dict:
     rng = np.random.default_rng(seed)
-    counts = {compare.AGREE: 0, compare.DIFFER: 0, compare.INCONCLUSIVE: 0}
-    for _ in range(runs):
-        a, b = records(rng, SHAPES[shape], **kw)
-        rows = compare.compare_records(a, b, margin=margin, allow_different_data=not kw.get("same_images", True))
-        counts[compare.overall(rows)] += 1
-    return {"reproduced": counts[compare.AGREE] / runs, "contradicted": counts[compare.DIFFER] / runs,
-            "inconclusive": counts[compare.INCONCLUSIVE] / runs}
+    return shares((records(rng, SHAPES[shape], **kw) for _ in range(runs)), margin,
+                  allow_different_data=not kw.get("same_images", True))
 
 
 def one_task(shape, metric_prefix, points):
@@ -190,12 +194,7 @@ CLUSTERED_SCENARIOS = [
 
 def birads_rates(runs, seed, **kw) -> dict:
     rng = np.random.default_rng(seed)
-    counts = {compare.AGREE: 0, compare.DIFFER: 0, compare.INCONCLUSIVE: 0}
-    for _ in range(runs):
-        a, b = birads_records(rng, **kw)
-        counts[compare.overall(compare.compare_records(a, b, margin=0.10))] += 1
-    return {"reproduced": counts[compare.AGREE] / runs, "contradicted": counts[compare.DIFFER] / runs,
-            "inconclusive": counts[compare.INCONCLUSIVE] / runs}
+    return shares((birads_records(rng, **kw) for _ in range(runs)), margin=0.10)
 
 
 @pytest.fixture(scope="module")

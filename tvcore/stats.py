@@ -40,6 +40,7 @@ def sidak_z(family: int, alpha: float = 0.05, two_sided: bool = True) -> float:
     each = 1.0 - (1.0 - alpha) ** (1.0 / family)
     return float(norm.isf(each / 2 if two_sided else each))
 
+
 EXACT = "exact McNemar (binomial; one image per case)"
 CLUSTERED = "clustered McNemar (Durkalski et al. 2003; cases as units)"
 

@@ -42,10 +42,9 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Mapping, Sequence
 
-
 from . import references
-from .stats import sidak_z
 from .errors import RecordError
+from .stats import sidak_z
 
 ALPHA = 0.05
 REPRODUCED, CONTRADICTED, INCONCLUSIVE = "reproduced", "contradicted", "inconclusive"

@@ -19,7 +19,7 @@ def _bundled_file() -> Path | None:
     """scikit-learn's own copy of the digits (``sklearn/datasets/data/digits.csv.gz``),
     found without importing scikit-learn, or None where that copy is not there."""
     spec = importlib.util.find_spec("sklearn")
-    for root in (spec.submodule_search_locations or []) if spec is not None else []:
+    for root in (spec.submodule_search_locations if spec else None) or []:
         path = Path(root) / "datasets" / "data" / "digits.csv.gz"
         if path.is_file():
             return path
