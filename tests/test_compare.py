@@ -390,3 +390,19 @@ def test_the_command_says_the_outcome_and_exits_by_it(tmp_path, capsys, b_value,
     write_json(record(total=total, x=b_value), tmp_path / "b.json")
     assert main(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--margin", margin]) == code
     assert capsys.readouterr().out.splitlines()[-1].startswith(word)
+
+
+def test_the_command_names_the_protocol_fields_in_which_the_two_runs_differ(tmp_path, capsys):
+    from tvcore.records import write_json
+
+    a = dict(record(total=10_000, x=0.70), experiment="negation",
+             context={"recipe": {"steps": 150, "seed": 0}, "device": "cpu"})
+    b = dict(a, context={"recipe": {"steps": 300, "seed": 1}, "device": "cuda"})
+    write_json(a, tmp_path / "a.json")
+    write_json(b, tmp_path / "b.json")
+    main(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last == "the two runs' protocols differ: recipe.steps 150 in A, 300 in B"
+    write_json(dict(a, context={"recipe": {"steps": 150, "seed": 1}, "device": "cuda"}), tmp_path / "b.json")
+    main(["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    assert "protocols differ" not in capsys.readouterr().out

@@ -447,7 +447,13 @@ from tvcore.experiments import SUITES, Suite, MICRO_RECIPE
 from tvcore.experiments.common import TINY, ModelSpec
 from tvcore.experiments.negation import NegationConfig
 
-model = ModelSpec(TINY.arch, None) if os.environ.get("TVCORE_PROBE_WORSE") else TINY
+worse = os.environ.get("TVCORE_PROBE_WORSE")
+model = ModelSpec(TINY.arch, None) if worse == "weights" else TINY
+if worse == "code":  # a regression of the code, the protocol unchanged: every head answers backwards
+    from tvcore.models import ClassificationHead
+
+    forward = ClassificationHead.forward
+    ClassificationHead.forward = lambda self, features: -forward(self, features)
 SUITES["gate-probe"] = Suite("gate-probe", "negation",
                              NegationConfig(["digits/rot90"], "digits/upright", lambdas=[0.0, 0.5], controls=False),
                              model, MICRO_RECIPE.with_(steps=3, warmup_steps=1))
@@ -522,14 +528,21 @@ def test_suite_gate_end_to_end(probe, monkeypatch):
     baseline_path.write_text(json.dumps(leak))
     run_probe(probe, "--accept-improvements").assert_outcomes(passed=1)
 
-    # A deliberately worsened model (random init instead of the pretrained tiny
-    # checkpoint) fails against the true baseline.
+    # A deliberately worsened code (every head answering backwards) fails against the
+    # true baseline.
     baseline_path.write_text(json.dumps(baseline))
-    monkeypatch.setenv("TVCORE_PROBE_WORSE", "1")
+    monkeypatch.setenv("TVCORE_PROBE_WORSE", "code")
     res = run_probe(probe)
     res.assert_outcomes(failed=1)
     res.stdout.fnmatch_lines(["*gate-probe*: * metric(s) beyond tolerance*",
                               "*pretrained.control: measured * vs baseline 0.99*regressed*"])
+
+    # Other pre-trained weights (random init instead of the tiny checkpoint) are
+    # another protocol: an error naming the field, never a verdict against it.
+    monkeypatch.setenv("TVCORE_PROBE_WORSE", "weights")
+    res = run_probe(probe)
+    res.assert_outcomes(failed=1)
+    res.stdout.fnmatch_lines(["*gate-probe ran another protocol than its baseline: base_weights *--update-baselines*"])
 
 
 # ------------------------------------------------------- holes a verdict must not have
@@ -752,3 +765,62 @@ def test_a_wrong_result_the_records_cannot_express_is_left_out(tmp_path):
     whats = [w.what for w in gate_study.wrong_results("neg", runs)]
     assert "the negation not applied (negated = pre-trained)" not in whats
     assert "the control 3 points lower" in whats
+
+
+# ---------------------------------------------------------------- the protocol
+
+def protocol_run(seed=0, **context):
+    import numpy as np
+
+    rec = neg_run(seed, np.random.default_rng(seed))
+    rec["config"] = {"tasks": ["a", "b"], "lambdas": [0.0, 0.5, 1.0]}
+    rec["context"] = {"recipe": {"steps": 150, "lr": 1e-3, "seed": seed}, "base_weights": "abc",
+                      "model": {"quick_gelu": {"value": False, "source": "--no-quick-gelu given"}},
+                      "tasks": {"a": {"classes": 10, "images": {"train": 538, "test": 225}, "prompt_fingerprint": "p"}},
+                      "device": "cpu", "evaluation": {"precision": "fp32", "batch_size": 256}}
+    for key, value in context.items():
+        rec["context"][key] = value
+    return rec
+
+
+def test_a_run_of_another_seed_device_or_precision_is_the_same_protocol():
+    base = results.baseline_from_records([protocol_run(s) for s in range(3)])
+    other = protocol_run(7, device="cuda", evaluation={"precision": "bf16", "batch_size": 1024})
+    assert results.failures(results.gate(other, base)) == []
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda r: r["context"]["recipe"].update(steps=300), "recipe.steps 300 in the record, 150 in the baseline"),
+    (lambda r: r["config"].update(lambdas=[0.0, 1.0]), "config.lambdas"),
+    (lambda r: r["context"].update(base_weights="other"), "base_weights"),
+    (lambda r: r["context"]["tasks"]["a"].update(prompt_fingerprint="q"), "tasks[a].prompt_fingerprint"),
+    (lambda r: r["context"]["model"].update(quick_gelu=True), "model.quick_gelu"),
+])
+def test_a_run_of_another_protocol_is_refused_naming_the_field(change, field):
+    from tvcore.errors import IncomparableRecordsError
+
+    base = results.baseline_from_records([protocol_run(s) for s in range(3)])
+    other = protocol_run(3)
+    change(other)
+    with pytest.raises(IncomparableRecordsError, match=re.escape(field)):
+        results.gate(other, base)
+
+
+def test_fields_only_one_side_records_are_not_compared():
+    # A baseline written before a field existed is judged on what both record.
+    base = results.baseline_from_records([protocol_run(s) for s in range(3)])
+    newer = protocol_run(3)
+    newer["config"]["new_option"] = "x"
+    newer["context"]["tasks"]["b"] = {"classes": 10}
+    assert results.failures(results.gate(newer, base)) == []
+
+
+def test_the_committed_baselines_record_their_protocol():
+    from pathlib import Path
+
+    from tvcore import protocol
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "baselines").glob("*.json")):
+        fields = protocol.of_baseline(results.read_baseline(path))
+        assert {"experiment", "recipe.steps", "base_weights", "model.quick_gelu"} <= set(fields), path.name
+        assert any(f.startswith("config.") for f in fields) and any(f.startswith("tasks[") for f in fields)

@@ -574,7 +574,7 @@ def _compare(args) -> int:
     some cannot be decided on these test sets (never a silent pass)."""
     from tabulate import tabulate
 
-    from . import compare, results
+    from . import compare, protocol, results
 
     a, b = results.read_record(args.a), results.read_record(args.b)
     rows = compare.compare_records(a, b, allow_different_data=args.allow_different_data, names=(args.a, args.b),
@@ -594,6 +594,9 @@ def _compare(args) -> int:
     print(f"{verdict}: of {len(rows)} metrics, {counts[compare.AGREE]} agree within {args.margin:g} points, "
           f"{counts[compare.DIFFER]} differ (95% over the {len(rows)} together), {counts[compare.INCONCLUSIVE]} "
           "inconclusive (the test sets are too small to tell a difference of the margin from none)")
+    diffs = protocol.differences(protocol.of_record(a), protocol.of_record(b))
+    if diffs:
+        print(f"the two runs' protocols differ: {protocol.describe(diffs, 'in A', 'in B')}")
     return {compare.AGREE: 0, compare.DIFFER: 1, compare.INCONCLUSIVE: 3}[verdict]
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from .baselines import UPDATE_COMMAND, change_value, is_seeded, under_current_rule, validate_baseline
+from . import protocol
 from .errors import IncomparableRecordsError, RecordError
 from .records import first_different_split, fingerprint, same_hardware, validate_record
 
@@ -138,12 +139,26 @@ def check_same_test_sets(record: Mapping, baseline: Mapping, source: str = "base
             f"the data or rebuild the baseline with {UPDATE_COMMAND} in a commit that says why the data changed")
 
 
+def check_same_protocol(record: Mapping, baseline: Mapping) -> None:
+    """Raise :class:`IncomparableRecordsError` naming the fields of the protocol
+    (:mod:`tvcore.protocol`: config, recipe less the seed, pre-trained weights,
+    tasks and prompts) in which the record's run differs from the runs the
+    baseline pooled: its numbers would be judged against another experiment's."""
+    diffs = protocol.differences(protocol.of_record(record), protocol.of_baseline(baseline))
+    if diffs:
+        raise IncomparableRecordsError(
+            f"{record.get('case', 'record')} ran another protocol than its baseline: "
+            f"{protocol.describe(diffs, 'in the record', 'in the baseline')}; run the suite as the baseline did, or "
+            f"rebuild the baseline with {UPDATE_COMMAND} in a commit that says why the protocol changed")
+
+
 def gate(record: Mapping, baseline: Mapping, suites: int | None = None) -> list[Finding]:
     """Compare a record's metrics with a baseline, metric by metric.
 
     The record is schema-checked (a NaN, an infinity or a value outside [0, 1] is
-    a :class:`RecordError`), its test sets must be the baseline's
-    (:func:`check_same_test_sets`), and every headline must be measured. A seeded
+    a :class:`RecordError`), its test sets and protocol must be the baseline's
+    (:func:`check_same_test_sets`, :func:`check_same_protocol`), and every
+    headline must be measured. A seeded
     baseline (:func:`tvcore.baselines.baseline_from_records`) fails headline
     metrics that fall beyond their tolerance or improve suspiciously, and
     untouched ones that change (exactly, on the baseline's hardware); the rest are
@@ -160,6 +175,7 @@ def gate(record: Mapping, baseline: Mapping, suites: int | None = None) -> list[
         baseline = under_current_rule(baseline, suites)
     validate_record(record, f"record {record.get('case', '?')}")
     check_same_test_sets(record, baseline)
+    check_same_protocol(record, baseline)
     measured = record["metrics"]
     if is_seeded(baseline):
         values = measure(record, baseline)

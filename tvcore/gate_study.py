@@ -232,7 +232,8 @@ def _shifted(pattern: str, points: float) -> Alteration:
 def _edit_not_applied(v: Mapping[str, float]) -> dict[str, float]:
     """BI-RADS: the model at alpha 1 is the baseline."""
     prefix = "enhanced[alpha=1]."
-    return {n: v["baseline." + n[len(prefix):]] for n in v if n.startswith(prefix) and "baseline." + n[len(prefix):] in v}
+    pairs = {n: "baseline." + n[len(prefix):] for n in v if n.startswith(prefix)}
+    return {n: v[b] for n, b in pairs.items() if b in v}
 
 
 def _minority_down(points: float) -> Alteration:
@@ -469,7 +470,9 @@ def render_held_out_in_turn(records: Mapping[str, Sequence[Mapping]], false_alar
     loo = {suite: leave_one_out(suite, recs, false_alarm_rate) for suite, recs in records.items()}
     wrong = [w for suite, recs in records.items() for w in wrong_results(suite, recs, false_alarm_rate)]
     out = render_leave_one_out(loo)
-    return out + ("\n\nNamed wrong results, each held-out seed altered:\n" + render_wrong_results(wrong) if wrong else "")
+    if wrong:
+        out += "\n\nNamed wrong results, each held-out seed altered:\n" + render_wrong_results(wrong)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
