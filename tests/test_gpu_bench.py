@@ -96,7 +96,7 @@ def test_the_end_to_end_section_probes_the_floor_of_a_process_start(smoke):
     no tvcore code can shorten."""
     e2e = smoke["sections"]["eval.tvcore.end_to_end"]
     assert e2e["python_torch_torchvision_device_start_s"] > 0
-    assert "python_torch_device_start_s" not in e2e  # the smoke's one probe; the device run has both
+    assert "python_torch_device_start_s" not in e2e  # the smoke's one probe; the device run has three
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the skip where no CUDA device is present")

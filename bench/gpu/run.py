@@ -102,9 +102,10 @@ class Size:
     plan_model: str | None = None  # None: the suites' own model (ViT-B-32, the random weights file)
     micro_suite: str | None = None  # a whole micro suite run on the device (the smoke leaves it out: a minute on a CPU)
     e2e_cached_runs: int = 3  # tvcore eval end to end with its cache built: the median is the figure
-    # The floor's probes (torch alone; torch and torchvision) and a profiled cached run;
+    # The floor's probes (torch alone; torch and torch._dynamo, which torchvision.ops
+    # imports and no evaluation uses; torch and torchvision) and a profiled cached run;
     # the smoke runs one probe and profiles the first run only: the same code, 15 s less.
-    e2e_probes: tuple[str, ...] = ("torch", "torch, torchvision")
+    e2e_probes: tuple[str, ...] = ("torch", "torch, torch._dynamo", "torch, torchvision")
     e2e_profile_cached: bool = True
 
 
@@ -379,7 +380,7 @@ def tvcore_eval_deterministic(model, cache, batch: int, device: torch.device, fi
 
 def tvcore_eval_end_to_end(loaded, arch: str, images: int, device: torch.device, work: Path,
                            profile_dir: Path | None = None, cached_runs: int = 3,
-                           probes: tuple[str, ...] = ("torch", "torch, torchvision"),
+                           probes: tuple[str, ...] = ("torch", "torch, torch._dynamo", "torch, torchvision"),
                            profile_cached: bool = True) -> dict:
     """``tvcore eval MNIST`` on a generated tree of ``images`` test images and a
     random weights file: wall seconds of a first run (cache built) and of
