@@ -231,6 +231,17 @@ def test_seeds_measured_on_other_test_data_are_not_pooled():
         results.baseline_from_records([a, b])
 
 
+def test_seeds_of_another_protocol_are_not_pooled():
+    from tvcore.errors import BaselineError
+
+    a = dict(neg_run(0), context={"recipe": {"steps": 150, "seed": 0}})
+    b = dict(neg_run(1), context={"recipe": {"steps": 300, "seed": 1}})
+    with pytest.raises(BaselineError, match=re.escape("seed 1 ran another protocol than seed 0: recipe.steps 300")):
+        results.baseline_from_records([a, b])
+    b["context"]["recipe"]["steps"] = 150  # only the seed differs: one protocol
+    assert results.baseline_from_records([a, b])["n_seeds"] == 2
+
+
 def test_a_single_seed_baseline_of_the_first_format_is_read_and_says_so():
     old = {"format": "tvcore.baseline/1", "case": "c",
            "metrics": {"acc": {"value": 0.8, "n": 200, "tolerance": results.tolerance(0.8, 200), "better": "higher"}}}

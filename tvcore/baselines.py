@@ -19,6 +19,7 @@ import re
 import statistics
 from typing import Callable, Mapping, Sequence
 
+from . import protocol
 from .errors import BaselineError, RecordError
 from .records import (_check_metrics, _count, _is_number, _non_negative, _proportion, fingerprint, read_json,
                       validate_record)
@@ -346,6 +347,11 @@ def _check_same_measurements(records: Sequence[Mapping], case: str) -> None:
             odd = sorted(set(r["metrics"]) ^ set(first["metrics"]))[0]
             raise BaselineError(f"{case}: metric {odd!r} is measured by only some seeds; pool records of "
                                 "one version of the suite")
+        diffs = protocol.differences(protocol.of_record(r), protocol.of_record(first))
+        if diffs:
+            raise BaselineError(f"{case}: seed {seed} ran another protocol than seed {first.get('seed', '?')}: "
+                                f"{protocol.describe(diffs, f'in seed {seed}', 'in the other')}; pool seeds "
+                                "of one protocol")
 
 
 def _entry(values: list[float], ps_ns: list[tuple[list[float], list[int], list[float]]], better: str, role: str,
