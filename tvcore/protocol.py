@@ -32,7 +32,7 @@ def protocol(experiment: str | None, config: Mapping | None, context: Mapping | 
     """The protocol as flat ``field -> value`` pairs (``config.lambdas``,
     ``recipe.steps``, ``tasks[digits/rot90].prompt_fingerprint``, ...)."""
     context = context or {}
-    out: dict[str, object] = {"experiment": experiment}
+    out: dict[str, object] = {} if experiment is None else {"experiment": experiment}
     out.update({f"config.{k}": v for k, v in (config or {}).items()})
     out.update({f"recipe.{k}": v for k, v in (context.get("recipe") or {}).items() if k not in RECIPE_VARIES})
     for key in ("base_weights", "rehearsal_cap", "finetuned_set"):
