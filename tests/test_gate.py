@@ -231,6 +231,17 @@ def test_seeds_measured_on_other_test_data_are_not_pooled():
         results.baseline_from_records([a, b])
 
 
+def test_headlines_the_records_name_themselves_are_kept_under_the_current_rule():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    runs = [dict(neg_run(s, rng), headline=["negated[a].control"]) for s in range(5)]
+    base = results.baseline_from_records(runs)
+    assert base["headline_source"] == "record"
+    assert results.under_current_rule(base, suites=5)["headline"] == ["negated[a].control"]
+    assert results.failures(results.gate(runs[0], base, suites=5)) == []
+
+
 def test_seeds_of_another_protocol_are_not_pooled():
     from tvcore.errors import BaselineError
 

@@ -418,3 +418,30 @@ def test_run_jobs_below_one_is_refused(tmp_path, capsys, monkeypatch):
     FakeRuns(monkeypatch)
     assert main(["run", "negation-micro", "--jobs", "0", "--results-dir", str(tmp_path)]) == 2
     assert "--jobs 0" in _one_line(capsys.readouterr().err)
+
+
+def test_run_against_a_baseline_of_another_protocol_is_one_line_naming_the_field(tmp_path, capsys, monkeypatch):
+    from tvcore import results
+
+    runs = FakeRuns(monkeypatch, value=0.9)
+    made = runs.run_and_record
+
+    def with_recipe(steps):
+        def run_and_record(suite, ctx, case, results_dir, seed=0):
+            record, path = made(suite, ctx, case, results_dir, seed)
+            return dict(record, context={"recipe": {"steps": steps, "seed": seed}}, headline=["test.acc"]), path
+        return run_and_record
+
+    seeds = [dict(with_recipe(300)(None, None, "negation-micro", tmp_path, seed=s)[0],
+                  metrics={"test.acc": {"value": v, "total": 100}}) for s, v in enumerate((0.88, 0.9, 0.92))]
+    (tmp_path / "b").mkdir()
+    results.write_json(results.baseline_from_records(seeds), tmp_path / "b" / "negation-micro.json")
+    runs.run_and_record = with_recipe(150)
+    import tvcore.experiments
+
+    monkeypatch.setattr(tvcore.experiments, "run_and_record", runs.run_and_record)
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "negation-micro", "--results-dir", str(tmp_path / "r"), "--baselines", str(tmp_path / "b")]) == 2
+    err = _one_line(capsys.readouterr().err)
+    assert "ran another protocol than its baseline: recipe.steps 150 in the record, 300 in the baseline" in err
+    assert "--update-baselines" in err

@@ -448,6 +448,8 @@ def baseline_from_records(records: Sequence[Mapping], false_alarm_rate: float = 
         "correction": (f"Bonferroni over {suites} gated suite(s) x {len(headlines)} headline metric(s): {level:.4g} "
                        "each, one-sided (a change: half on each side)"),
         "headline": sorted(headlines),
+        # Named by the records themselves, the list is kept as it is by the current rule.
+        "headline_source": "record" if first.get("headline") is not None else "experiment",
         "fingerprint": common,
         "tolerance_rule": TOLERANCE_RULES,
         "metrics": metrics,
@@ -475,7 +477,9 @@ def under_current_rule(baseline: Mapping, suites: int) -> dict:
     out = copy.deepcopy(dict(baseline))
     metrics = out["metrics"]
     measured = [n for n, m in metrics.items() if "members" not in m]
-    specs = headline_specs({"experiment": out.get("experiment"), "metrics": {n: None for n in measured}})
+    named = out.get("headline") if out.get("headline_source") == "record" else None
+    specs = headline_specs({"experiment": out.get("experiment"), "metrics": {n: None for n in measured},
+                            "headline": named})
     level = out.get("false_alarm_rate", FALSE_ALARM_RATE) / (suites * len(specs))
     for spec in specs:
         if spec in metrics:
