@@ -260,20 +260,16 @@ def _negation_towards_pretrained(share: float) -> Alteration:
     return alter
 
 
-def _merged_is_pretrained(v: Mapping[str, float]) -> dict[str, float]:
-    """Every merged model (``merged[t]`` or ``merged[method][t]``) scores as the
-    pre-trained model on its task."""
-    return {n: v[f"pretrained[{n.rsplit('[', 1)[1]}"] for n in v if n.startswith("merged[")}
+def _scores_as_pretrained(prefix: str = "merged[") -> Alteration:
+    """Every merged model whose metric starts with ``prefix`` (``merged[t]`` or
+    ``merged[method][t]``) scores as the pre-trained model on its task."""
+    return lambda v: {n: v[f"pretrained[{n.rsplit('[', 1)[1]}"] for n in v if n.startswith(prefix)}
 
 
 def _one_task_at_chance(v: Mapping[str, float]) -> dict[str, float]:
     """The first merged task (by name) at 10%, the chance level of ten digits."""
     first = min(n for n in v if n.startswith("merged["))
     return {first: 0.10}
-
-
-def _one_method_is_pretrained(method: str) -> Alteration:
-    return lambda v: {n: v[f"pretrained[{n.rsplit('[', 1)[1]}"] for n in v if n.startswith(f"merged[{method}][")}
 
 
 def _analogy_not_applied(v: Mapping[str, float]) -> dict[str, float]:
@@ -291,16 +287,16 @@ WRONG_RESULTS: dict[str, list[tuple[str, Alteration]]] = {
     "negation": [("the negation not applied (negated = pre-trained)", _negation_towards_pretrained(1)),
                  ("half the negation's effect on the targets", _negation_towards_pretrained(0.5)),
                  ("the control 3 points lower", _shifted("negated[*].control", -3))],
-    "addition": [("the merged model is the pre-trained one", _merged_is_pretrained),
+    "addition": [("the merged model is the pre-trained one", _scores_as_pretrained()),
                  ("one task at chance", _one_task_at_chance),
                  ("every task 3 points lower", _shifted("merged[*]", -3))],
     "analogy": [("the analogy not applied (lambda 0)", _analogy_not_applied),
                 ("the control 10 points lower", _shifted("analogy.control", -10)),
                 ("the target 5 points lower", _shifted("analogy.target", -5))],
-    "merging": [("every method is the pre-trained model", _merged_is_pretrained),
+    "merging": [("every method is the pre-trained model", _scores_as_pretrained()),
                 ("every method 10 points lower (a regression they share)", _shifted("merged[*]", -10)),
                 ("every method 5 points lower", _shifted("merged[*]", -5)),
-                ("TIES is the pre-trained model", _one_method_is_pretrained("ties")),
+                ("TIES is the pre-trained model", _scores_as_pretrained("merged[ties][")),
                 ("TIES 5 points lower", _shifted("merged[ties][*]", -5))],
 }
 
