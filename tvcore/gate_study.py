@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from . import results
+from .baselines import _matcher
 from .errors import RecordError, TvcoreError, UsageError
 
 POINT = 0.01  # one percentage point
@@ -224,8 +225,8 @@ Alteration = Callable[[Mapping[str, float]], dict[str, float]]
 
 
 def _shifted(pattern: str, points: float) -> Alteration:
-    """Every metric matching ``pattern`` (``*`` any text) moved by ``points``."""
-    rx = re.compile("^" + re.escape(pattern).replace(r"\*", ".*") + "$")
+    """Every metric matching ``pattern`` (``*`` any text, as in a headline) moved by ``points``."""
+    rx = _matcher(pattern)
     return lambda v: {n: x + points * POINT for n, x in v.items() if rx.match(n)}
 
 
