@@ -23,10 +23,10 @@ from . import protocol
 from .errors import BaselineError, RecordError
 from .records import (_check_metrics, _count, _is_number, _non_negative, _proportion, fingerprint, read_json,
                       validate_record)
+from .stats import Z95
 
 BASELINE_FORMAT = "tvcore.baseline/2"  # seeded: pooled over fine-tuning seeds
 SINGLE_SEED_FORMAT = "tvcore.baseline/1"  # one seed, value and tolerance per metric
-Z = 1.959963984540054
 TOLERANCE_RULE = ("two-sided 95% bound on the difference of two proportions measured on the same test-set "
                   "size n: 1.96 * sqrt(2 p (1 - p) / n), at least 1/n")
 
@@ -138,7 +138,7 @@ def tolerance(p: float, n: int) -> float:
     spread is unknown (a baseline of one seed)."""
     if n <= 0:
         raise ValueError("a tolerance needs a test-set size > 0")
-    return max(Z * math.sqrt(2 * p * (1 - p) / n), 1.0 / n)
+    return max(Z95 * math.sqrt(2 * p * (1 - p) / n), 1.0 / n)
 
 
 def sampling_floor(ps: Sequence[float], ns: Sequence[int], design_effects: Sequence[float] | None = None) -> float:

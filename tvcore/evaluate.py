@@ -23,8 +23,7 @@ import torch
 
 from .errors import DatasetError
 from .outcomes import encode_outcomes
-
-Z95 = 1.959963984540054
+from .stats import Z95
 
 
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:

@@ -6,7 +6,7 @@ for code written against it; each idea lives in its own module:
 from __future__ import annotations
 
 from .baselines import (BASELINE_FIELDS, BASELINE_FORMAT, FALSE_ALARM_RATE, HEADLINES, ROLES, SINGLE_SEED_FIELDS,
-                        SINGLE_SEED_FORMAT, TOLERANCE_RULE, TOLERANCE_RULES, UNTOUCHED_PREFIX, UPDATE_COMMAND, Z,
+                        SINGLE_SEED_FORMAT, TOLERANCE_RULE, TOLERANCE_RULES, UNTOUCHED_PREFIX, UPDATE_COMMAND,
                         baseline_from_record, baseline_from_records, central_seed, directions, headline_specs,
                         is_seeded, prediction_factor, read_baseline, resolve_headline, sampling_floor,
                         seed_tolerance, tolerance, under_current_rule, validate_baseline)
@@ -17,7 +17,7 @@ from .records import (RECORD_FIELDS, RECORD_FORMAT, environment, finalize, finge
 
 __all__ = ["Agreement", "BASELINE_FIELDS", "BASELINE_FORMAT", "EXACT", "FALSE_ALARM_RATE", "Finding", "HEADLINES",
            "RECORD_FIELDS", "RECORD_FORMAT", "ROLES", "SINGLE_SEED_FIELDS", "SINGLE_SEED_FORMAT", "TOLERANCE_RULE",
-           "TOLERANCE_RULES", "UNTOUCHED_PREFIX", "UPDATE_COMMAND", "Z", "baseline_from_record",
+           "TOLERANCE_RULES", "UNTOUCHED_PREFIX", "UPDATE_COMMAND", "baseline_from_record",
            "baseline_from_records", "central_seed", "check_comparable", "compare_records", "directions",
            "environment", "failures", "finalize", "fingerprint", "gate", "git_state", "headline_specs",
            "is_seeded", "judge", "measure", "prediction_factor", "read_baseline", "read_json", "read_record",

@@ -27,6 +27,8 @@ from typing import Sequence
 
 import numpy as np
 
+Z95 = 1.959963984540054  # the two-sided 95% quantile of the standard normal
+
 
 @lru_cache(maxsize=None)
 def sidak_z(family: int, alpha: float = 0.05, two_sided: bool = True) -> float:
