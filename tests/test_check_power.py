@@ -13,8 +13,8 @@ at most 10% of the time.
 Each wrong result moves its check's quantity beyond the claim: past the margin
 for an equivalence (about two to three margins, or the distance the margin's
 reason names), to or past zero for a direction. Where a wrong result makes two
-models of a run the same model (a coefficient of 0, a method that falls back to
-another), the record carries the same counts for both, as a real run would.
+models of a run the same model (a coefficient of 0), the record carries the same
+counts for both, as a real run would.
 
 ``python -m pytest tests/test_check_power.py -k readme -s`` prints the README's table."""
 
@@ -183,17 +183,10 @@ def merging(key: str, copy: Callable[[str], str | None] | None = None, **changes
     return simulate
 
 
-def method_is(method: str, source: str) -> Callable[[str], str | None]:
-    """``method``'s model is ``source``'s ("pretrained" or a merge method)."""
+def method_is_pretrained(method: str) -> Callable[[str], str | None]:
+    """``method``'s model is the pre-trained one."""
     prefix = f"merged[{method}]["
-
-    def copy(name: str) -> str | None:
-        if not name.startswith(prefix):
-            return None
-        task = name[len(prefix):-1]
-        return f"pretrained[{task}]" if source == "pretrained" else f"merged[{source}][{task}]"
-
-    return copy
+    return lambda name: f"pretrained[{name[len(prefix):-1]}]" if name.startswith(prefix) else None
 
 
 def merging_wrongs(key: str) -> list[Wrong]:
@@ -203,7 +196,7 @@ def merging_wrongs(key: str) -> list[Wrong]:
                  merging(key, pretrained=avg["pretrained"] - 0.03)),
            Wrong(suite, "task arithmetic beats pretrained on average",
                  "coefficient 0 chosen: task arithmetic is the pre-trained model",
-                 merging(key, method_is("task-arithmetic", "pretrained"))),
+                 merging(key, method_is_pretrained("task-arithmetic"))),
            Wrong(suite, "TSV-M beats task arithmetic on average", "TSV-M no better than task arithmetic",
                  merging(key, **{"tsv-m": avg["task-arithmetic"] if "task-arithmetic" in avg
                                  else merging_sim.FILLER["task-arithmetic"]}))]
