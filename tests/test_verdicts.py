@@ -161,9 +161,11 @@ def test_an_exact_birads_replication_is_rarely_contradicted(birads_outcomes):
     assert birads_outcomes["exact replication"][verdicts.CONTRADICTED] <= 0.05
 
 
-def test_an_exact_birads_replication_is_often_reproduced(birads_outcomes):
-    # The claim is decided inside one run, so exact replications can pass.
-    assert birads_outcomes["exact replication"][verdicts.REPRODUCED] >= 0.2
+def test_an_exact_birads_replication_can_be_reproduced(birads_outcomes):
+    # The claim is decided inside one run, so exact replications can pass; about one
+    # in six does with 25 cases a grade, since the enhancement's own training spread
+    # (3.5 points on grade 5) joins the paired test-set noise.
+    assert birads_outcomes["exact replication"][verdicts.REPRODUCED] >= 0.15
 
 
 @pytest.mark.parametrize("wrong", [n for n in BIRADS_SCENARIOS if n != "exact replication"])
@@ -171,9 +173,14 @@ def test_a_wrong_birads_result_is_rarely_called_reproduced(birads_outcomes, wron
     assert birads_outcomes[wrong][verdicts.REPRODUCED] <= 0.10
 
 
-@pytest.mark.parametrize("wrong", ["reversed effect (grade 5 down, overall up)", "baseline 13 points worse"])
-def test_a_birads_result_against_the_claim_is_mostly_contradicted(birads_outcomes, wrong):
-    assert birads_outcomes[wrong][verdicts.CONTRADICTED] >= 0.5
+def test_a_birads_result_against_the_claim_is_mostly_contradicted(birads_outcomes):
+    assert birads_outcomes["reversed effect (grade 5 down, overall up)"][verdicts.CONTRADICTED] >= 0.75
+
+
+def test_a_birads_baseline_13_points_worse_is_often_contradicted(birads_outcomes):
+    # Overall accuracy then rises with the edit; with 25 cases a grade and the
+    # enhancement's own training spread, two runs in five show it beyond doubt.
+    assert birads_outcomes["baseline 13 points worse"][verdicts.CONTRADICTED] >= 0.3
 
 
 def test_birads_false_contradictions_stay_under_5_percent_across_design_effects():
@@ -336,7 +343,7 @@ def test_an_exact_paper_replication_is_rarely_contradicted(paper_outcomes, suite
 def test_an_exact_paper_replication_can_be_reproduced(paper_outcomes, suite):
     # Not a verdict that can never pass: with the assumed training spread most exact
     # replications of addition are inconclusive (README), but not all.
-    assert paper_outcomes[suite]["exact replication"][verdicts.REPRODUCED] >= 0.1
+    assert paper_outcomes[suite]["exact replication"][verdicts.REPRODUCED] >= 0.05
 
 
 @pytest.mark.parametrize("suite,wrong", [("negation", n) for n in NEGATION_SCENARIOS if n != "exact replication"]
@@ -349,7 +356,7 @@ def test_a_wrong_paper_result_is_rarely_called_reproduced(paper_outcomes, suite,
                                          ("negation", "control at 90% of pre-trained"),
                                          ("addition", "6 points low")])
 def test_a_paper_result_far_from_the_claim_is_contradicted(paper_outcomes, suite, wrong):
-    assert paper_outcomes[suite][wrong][verdicts.CONTRADICTED] >= 0.9
+    assert paper_outcomes[suite][wrong][verdicts.CONTRADICTED] >= 0.85
 
 
 def test_models_at_chance_are_contradicted():
@@ -472,9 +479,36 @@ def test_a_measured_seed_spread_replaces_the_assumed_allowance():
     assert sd == pytest.approx(0.01) and how == "measured over 3 seeds"
 
 
-def test_comparisons_inside_one_run_carry_no_training_allowance():
+def test_comparisons_inside_one_run_carry_the_edited_models_training_spread():
+    """The claim is about the method: one run's merged model sits off the method's
+    mean by its training noise, which the run's own test set cannot see."""
     add, _ = simulate_paper(np.random.default_rng(13), 1, **PAPER_TRUTH)
     v = verdicts.addition_verdict(add[0])
-    inside = [c for c in v.asserted if c.name.startswith("merged")]
-    assert inside and all(c.allowance == "none: one run" for c in inside)
-    assert all(c.sd == pytest.approx(c.sampling_sd) for c in inside)
+    inside = {c.name: c for c in v.asserted if c.name.startswith("merged")}
+    dtd = inside["merged not worse than pretrained on DTD"]
+    assert dtd.allowance.startswith("assumed")
+    assert dtd.sd ** 2 == pytest.approx(dtd.sampling_sd ** 2 + references.TRAINING_SD["edited"] ** 2)
+    average = inside["merged beats pretrained on average"]
+    assert average.sd ** 2 == pytest.approx(average.sampling_sd ** 2 + references.TRAINING_SD["edited"] ** 2 / 8)
+
+
+def test_a_measured_seed_spread_sets_the_training_spread_of_a_change_inside_one_run():
+    add, _ = simulate_paper(np.random.default_rng(13), 1, **PAPER_TRUTH)
+    record = {**add[0], "seed_spread": {"n_seeds": 3, "values": {"merged[DTD]": [0.50, 0.52, 0.54]}}}
+    check = next(c for c in verdicts.addition_verdict(record).asserted
+                 if c.name == "merged not worse than pretrained on DTD")
+    assert check.allowance == "measured over 3 seeds"
+    assert check.sd ** 2 == pytest.approx(check.sampling_sd ** 2 + 0.02 ** 2)
+
+
+def test_the_birads_claim_carries_the_enhancements_own_training_spread():
+    record = simulate_birads(np.random.default_rng(5), BIRADS_TRUTH, runs=1)[0]
+    grade5, overall = verdicts.birads_verdict(record).asserted
+    for check, sd in ((grade5, references.TRAINING_SD["birads.class"]),
+                      (overall, references.TRAINING_SD["birads.overall"])):
+        assert check.sd ** 2 == pytest.approx(check.sampling_sd ** 2 + sd ** 2 / 2)
+    enh, base = "enhanced[alpha=1].overall", "baseline.overall"
+    record["seed_spread"] = {"n_seeds": 3, "values": {enh: [0.40, 0.45, 0.50], base: [0.80, 0.80, 0.80]}}
+    overall = verdicts.birads_verdict(record).asserted[1]
+    assert overall.allowance == "measured over 3 seeds"
+    assert overall.sd ** 2 == pytest.approx(overall.sampling_sd ** 2 + 0.05 ** 2)

@@ -9,7 +9,11 @@ and the SD of that difference:
          + 2 * training_sd^2                     both training runs (a reference)
 
 or, for two models of one run scored on the same images, the paired variance of
-their change alone (no training allowance: the comparison is inside one run).
+their change plus the training spread of the change itself: the claim is about the
+method (negation lowers a task, an enhancement raises a grade), and one run's edited
+model sits off the method's mean by its own training noise, which the paired test
+set cannot see (a wrong method landed on the claimed side of a zero margin in up
+to 41% of simulated runs without it).
 ``deff`` is the case-level design effect where a case holds several images, and
 ``training_sd`` is the seed spread the record measured (``seed_spread``, written
 by ``--seeds N``) or, until measured, the stated allowance of
@@ -66,7 +70,7 @@ class Claim:
     ``sd``: SD of measured - reference. ``margin``: the claim's E. ``sampling_sd``
     and ``n``: the part of ``sd`` that the measured test set's size sets, and that
     size (what a larger test set would shrink); ``allowance``: how the training
-    spread was set ("assumed", "measured over N seeds", or "none: one run")."""
+    spread was set ("assumed ...", "measured over N seeds", or "none: ..." saying why)."""
 
     name: str
     measured: float
@@ -343,19 +347,43 @@ def _test_sd(*metrics: Mapping, weights: Sequence[float] | None = None) -> float
     return math.sqrt(sum(w * w * m["value"] * (1 - m["value"]) / m["total"] for w, m in zip(weights, metrics)))
 
 
+NO_TRAINING = (0.0, "none: no model of the comparison was trained in this run")
+
+
+def change_spread(record: Mapping, a: Sequence[str], assumed_a: float, b: Sequence[str] = (),
+                  assumed_b: float = 0.0, scale_b: float = 1.0) -> tuple[float, str]:
+    """The training spread of ``mean(a) - scale_b * mean(b)`` for two models of one
+    run: measured over the record's seeds when it has them (the change's own SD,
+    so shared noise cancels), else from the per-metric allowances with the metrics
+    varying independently (a side that no training moved has allowance 0)."""
+    names = [*a, *b] if assumed_b else list(a)
+    weights = [1 / len(a)] * len(a) + ([-scale_b / len(b)] * len(b) if assumed_b else [])
+    spread = (record.get("seed_spread") or {}).get("values") or {}
+    if all(n in spread for n in names) or not assumed_b:
+        return training_spread(record, names, assumed_a, weights)
+    sd_a = training_spread(record, list(a), assumed_a, weights[:len(a)])[0]
+    sd_b = training_spread(record, list(b), assumed_b, weights[len(a):])[0]
+    return math.hypot(sd_a, sd_b), f"assumed ({100 * assumed_a:g} and {100 * assumed_b:g} pt per metric)"
+
+
 def within_run(name: str, a: Sequence[Mapping], b: Sequence[Mapping], side: str, margin_key: str | None = None,
-               scale_b: float = 1.0, shared_test_set: bool = False, note: str = "") -> Claim:
-    """mean(a) against scale_b * mean(b), two models of one run: test-set noise
-    only, no training allowance."""
+               scale_b: float = 1.0, shared_test_set: bool = False, note: str = "",
+               training: tuple[float, str] = NO_TRAINING) -> Claim:
+    """mean(a) against scale_b * mean(b), two models of one run: their test-set
+    noise, and ``training``, the (sd, how) of the change's training spread
+    (:func:`change_spread`), since the claim is about the method and not this
+    run's draw of it."""
     ta, tb = len(a), len(b)
     if shared_test_set:
-        sd = sum(_test_sd(m) for m in a) / ta + scale_b * sum(_test_sd(m) for m in b) / tb
+        test = sum(_test_sd(m) for m in a) / ta + scale_b * sum(_test_sd(m) for m in b) / tb
     else:
-        sd = math.sqrt(_test_sd(*a) ** 2 / ta ** 2 + scale_b ** 2 * _test_sd(*b) ** 2 / tb ** 2)
+        test = math.sqrt(_test_sd(*a) ** 2 / ta ** 2 + scale_b ** 2 * _test_sd(*b) ** 2 / tb ** 2)
+    train, how = training
     e, why = references.MARGINS[margin_key] if margin_key else (0.0, "")
-    return Claim(name, sum(m["value"] for m in a) / ta, scale_b * sum(m["value"] for m in b) / tb, sd, side, e, why,
-                 note or "two models of this run: test-set noise only", sampling_sd=sd,
-                 n=sum(m["total"] for m in a), allowance="none: one run")
+    return Claim(name, sum(m["value"] for m in a) / ta, scale_b * sum(m["value"] for m in b) / tb,
+                 math.hypot(test, train), side, e, why,
+                 note or "two models of this run: their test-set noise and the change's training spread",
+                 sampling_sd=test, n=sum(m["total"] for m in a), allowance=how)
 
 
 # ------------------------------------------------------------------ BI-RADS
@@ -369,11 +397,13 @@ def _birads_kind(name: str) -> tuple[str, int]:
     return "birads.overall", sizes["overall"]
 
 
-def paired_claim(name: str, pair: Mapping, side: str, note: str = "") -> Claim:
+def paired_claim(name: str, pair: Mapping, side: str, note: str = "",
+                 training: tuple[float, str] = NO_TRAINING) -> Claim:
     """A change between two models of one run on the same test images, from its
     paired counts (:func:`tvcore.evaluate.paired_change`): the change is
     (only_b_correct - only_a_correct) / n, its variance (disc - change^2) / n times
-    the case-level design effect. The claim is that it goes ``side`` 0."""
+    the case-level design effect, plus ``training``, the (sd, how) of the change's
+    own training spread. The claim is that it goes ``side`` 0."""
     n = int(pair["total"])
     change = (pair["only_b_correct"] - pair["only_a_correct"]) / n
     disc = (pair["only_a_correct"] + pair["only_b_correct"]) / n
@@ -381,13 +411,29 @@ def paired_claim(name: str, pair: Mapping, side: str, note: str = "") -> Claim:
     sd = math.sqrt(max(disc - change ** 2, 0.0) * deff / n) if n else math.inf
     if sd == 0:  # nothing moved: no evidence either way beyond one image
         sd = 1.0 / n
-    return Claim(name, change, 0.0, sd, side, 0.0, "", note or f"paired on {n} images, case-clustered "
-                 f"(design effect {deff:.2f})", sampling_sd=sd, n=n, allowance="none: one run")
+    train, how = training
+    return Claim(name, change, 0.0, math.hypot(sd, train), side, 0.0, "", note or f"paired on {n} images, "
+                 f"case-clustered (design effect {deff:.2f})", sampling_sd=sd, n=n, allowance=how)
 
 
 BIRADS_CLAIM = (("enhanced[alpha=1].class[BI-RADS 5] vs baseline.class[BI-RADS 5]", "grade 5 goes up at alpha 1",
                  "above"),
                 ("enhanced[alpha=1].overall vs baseline.overall", "overall accuracy goes down at alpha 1", "below"))
+
+
+def _enhancement_spread(record: Mapping, key: str, training_sd: Mapping) -> tuple[float, str]:
+    """The training spread of a paired change "enhanced vs baseline": measured over
+    the record's seeds when it has both metrics' values, else the enhancement's own
+    share of the enhanced figure's allowance, sd / sqrt(2) (the baseline's share is
+    common to both models and cancels in the pair)."""
+    a, b = key.split(" vs ")
+    spread = (record.get("seed_spread") or {}).get("values") or {}
+    if a in spread and b in spread:
+        sd, how = training_spread(record, [a, b], 0.0, [1.0, -1.0])
+        if how.startswith("measured"):
+            return sd, how
+    sd = training_sd[_birads_kind(a)[0]] / math.sqrt(2)
+    return sd, f"assumed ({100 * sd:.2g} pt: the enhancement's share of the figure's allowance)"
 
 
 def birads_verdict(record: Mapping, reference: Mapping = references.BIRADS,
@@ -406,14 +452,15 @@ def birads_verdict(record: Mapping, reference: Mapping = references.BIRADS,
         if pair is None:
             raise RecordError(f"record {record.get('case', '?')!r} has no paired counts {key!r}: the BI-RADS "
                               "claim is judged on the same test images; rerun the suite with this tvcore")
-        claims.append(paired_claim(name, pair, side))
+        claims.append(paired_claim(name, pair, side, training=_enhancement_spread(record, key, training_sd)))
     for name, (lo_name, way) in (("grade 5 rises along the sweep", ("BI-RADS 5", "above")),
                                  ("overall falls along the sweep", ("overall", "below"))):
         trend = (record.get("trend") or {}).get(lo_name)
         if trend is not None and math.isfinite(trend.get("se", math.inf)):
             claims.append(Claim(name, trend["slope"], 0.0, max(trend["se"], 1e-12), way, 0.0, "",
                                 "slope of accuracy per unit alpha, case-level", asserted=False,
-                                sampling_sd=trend["se"], n=trend.get("images", 0), allowance="none: one run"))
+                                sampling_sd=trend["se"], n=trend.get("images", 0),
+                                allowance="none: reported, the slope of this run alone"))
     for name, ref in reference["metrics"].items():
         kind, n_ref = _birads_kind(name)
         claims.append(reference_claim(record, name, ref, n_ref, training_sd[kind], kind, notes, asserted=False))
@@ -457,12 +504,14 @@ def negation_verdict(record: Mapping, reference: Mapping = references.NEGATION_B
     ]
     for t in tasks:
         claims.append(within_run(f"negation lowers {t} below pretrained", [_metric(record, f"negated[{t}].target")],
-                                 [_metric(record, f"pretrained[{t}].target")], "below"))
+                                 [_metric(record, f"pretrained[{t}].target")], "below",
+                                 training=change_spread(record, [f"negated[{t}].target"], training_sd["edited"])))
     keep = reference["control_keep"]
-    claims.append(within_run(f"average control kept >= {keep:g} x pretrained",
-                             [_metric(record, f"negated[{t}].control") for t in tasks],
+    controls = [f"negated[{t}].control" for t in tasks]
+    claims.append(within_run(f"average control kept >= {keep:g} x pretrained", [_metric(record, c) for c in controls],
                              [_metric(record, "pretrained.control")], "at least", "paper.control_kept",
-                             scale_b=keep, shared_test_set=True))
+                             scale_b=keep, shared_test_set=True,
+                             training=change_spread(record, controls, training_sd["negated.control"])))
     notes: list[str] = []
     table = _per_task_table(record, [(f"negated[{t}].target", reference["per_task_target"][t], test_sizes[t],
                                       training_sd["edited"], "paper.negated.target") for t in tasks]
@@ -500,8 +549,10 @@ def addition_verdict(record: Mapping, reference: Mapping = references.ADDITION_B
     merged = [_metric(record, f"merged[{t}]") for t in tasks]
     pre = [_metric(record, f"pretrained[{t}]") for t in tasks]
     for t, m, p in zip(tasks, merged, pre):
-        claims.append(within_run(f"merged not worse than pretrained on {t}", [m], [p], "at least", "paper.not_worse"))
-    claims.append(within_run("merged beats pretrained on average", merged, pre, "above"))
+        claims.append(within_run(f"merged not worse than pretrained on {t}", [m], [p], "at least", "paper.not_worse",
+                                 training=change_spread(record, [f"merged[{t}]"], training_sd["edited"])))
+    claims.append(within_run("merged beats pretrained on average", merged, pre, "above",
+                             training=change_spread(record, [f"merged[{t}]" for t in tasks], training_sd["edited"])))
     notes: list[str] = []
     table = _per_task_table(record, [(f"merged[{t}]", reference["per_task"][t], test_sizes[t], training_sd["edited"],
                                       "paper.merged") for t in tasks]
@@ -602,9 +653,16 @@ def merging_verdict(record: Mapping, sets: Mapping = references.MERGING_B32,
     merged = {m: [_metric(record, f"merged[{m}][{t}]") for t in tasks] for m in methods}
     if "task-arithmetic" in merged:
         pre = [_metric(record, f"pretrained[{t}]") for t in tasks]
+        # Merges of tvcore's own fine-tunes move with their training; merges of a
+        # published set's checkpoints are those checkpoints' (as the figures above).
+        edited = training_sd["edited"] if own else 0.0
+        ta = [f"merged[task-arithmetic][{t}]" for t in tasks]
+        published = (0.0, "none: the published checkpoints themselves")
         claims.append(within_run("task arithmetic beats pretrained on average", merged["task-arithmetic"], pre,
-                                 "above"))
+                                 "above", training=change_spread(record, ta, edited) if own else published))
         if "tsv-m" in merged:
             claims.append(within_run("TSV-M beats task arithmetic on average", merged["tsv-m"],
-                                     merged["task-arithmetic"], "above"))
+                                     merged["task-arithmetic"], "above",
+                                     training=change_spread(record, [f"merged[tsv-m][{t}]" for t in tasks], edited,
+                                                            ta, edited) if own else published))
     return Verdict("merging", f"set {key}: {ref['source']}", alpha, judge(claims, alpha), [], notes)
