@@ -16,6 +16,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from tvcore.evaluator import Evaluator
 from tvcore.experiments import Suite, run_suite
@@ -26,6 +27,7 @@ from tvcore.experiments.common import TINY, Context
 from tvcore.experiments.merging import MergingConfig
 from tvcore.experiments.negation import NegationConfig
 from tvcore.finetune import Recipe
+from tvcore.tasks import TaskPool
 
 QUICK = Recipe(lr=1e-3, batch_size=16, steps=3, warmup_steps=1)
 CAP = 32  # images per split: val and test the same size, so a val read can be answered with test's
@@ -83,10 +85,19 @@ def choices(record: dict) -> dict:
 
 def poison_test_split(monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
     """From now on every test-split evaluation answers uniformly random labels
-    (predictions) or standard normal logits (scores), drawn from ``seed`` in call
-    order; validation and train reads are left as they are."""
+    (predictions) or standard normal logits (scores), and every other read of the
+    test split's images (a method's statistics, say) gets standard normal noise,
+    all drawn from ``seed`` in call order; validation and train reads are left as
+    they are."""
     rng = np.random.default_rng(seed)
-    predictions, scores = Evaluator.predictions, Evaluator.scores
+    noise = torch.Generator().manual_seed(seed)
+    predictions, scores, batches = Evaluator.predictions, Evaluator.scores, TaskPool.batches
+
+    def poisoned_batches(self, name, split):
+        loader = batches(self, name, split)
+        if split != "test":
+            return loader
+        return ((torch.randn(x.shape, generator=noise).to(dtype=x.dtype, device=x.device), y) for x, y in loader)
 
     def poisoned_predictions(self, task_name, split):
         labels, preds = predictions(self, task_name, split)
@@ -103,6 +114,7 @@ def poison_test_split(monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
 
     monkeypatch.setattr(Evaluator, "predictions", poisoned_predictions)
     monkeypatch.setattr(Evaluator, "scores", poisoned_scores)
+    monkeypatch.setattr(TaskPool, "batches", poisoned_batches)
 
 
 def runs_with_test_poisoned(suite: Suite, make_context) -> list[dict]:
