@@ -692,6 +692,18 @@ def test_the_study_holds_out_each_stored_seed_of_a_committed_baseline():
     assert "negation-micro" in gate_study.render_leave_one_out({"negation-micro": studies})
 
 
+def test_the_false_alarm_column_counts_each_headlines_own_failures_and_the_summary_names_the_seeds():
+    def held_out(seed, failed):
+        power = [gate_study.HeadlinePower(name, "higher", 0.5, 0.01, 0.03, {seed: 3}) for name in ("a", "b")]
+        return gate_study.SuiteStudy("s-micro", [], [seed], {seed: failed}, {seed: []}, {seed: True}, power)
+
+    out = gate_study.render_leave_one_out({"s-micro": [held_out(0, ["a"]), held_out(1, []), held_out(2, ["a", "b"])]})
+    rows = {line.split("|")[2].strip(): line.split("|")[5].strip() for line in out.splitlines()
+            if line.startswith("| s-micro")}
+    assert rows == {"a": "2 of 3", "b": "1 of 3"}
+    assert out.splitlines()[-1] == "Any suite failing: 2 of 3 held-out seeds (s-micro seeds 0, 2)"
+
+
 def test_the_current_rule_reads_a_merging_baseline_from_its_measurements_alone():
     from pathlib import Path
 
