@@ -81,7 +81,8 @@ def merging_rows() -> list[str]:
     rows.sort(key=lambda r: -r[0])
     n = len(m[picked(m, "merged[")[0]]["values"])
     return ([f"pre-trained {per_seed(m, picked(m, 'pretrained[')).mean():.1f}, fine-tuned "
-             f"{per_seed(m, picked(m, 'finetuned[')).mean():.1f}", f"| rank | method | accuracy (mean ± sd, {n} seeds) |"]
+             f"{per_seed(m, picked(m, 'finetuned[')).mean():.1f}",
+             f"| rank | method | accuracy (mean ± sd, {n} seeds) |"]
             + [f"| {i} | {method} | {acc} | {norm} |" for i, (_, method, acc, norm) in enumerate(rows, 1)])
 
 

@@ -569,6 +569,29 @@ def eval_case(args) -> str:
     return "-".join(["eval", args.task.replace("/", "-"), args.split, *(p for p in parts if p), digest])
 
 
+def _verdict(args) -> int:
+    """Judge each record against the published figures under this tvcore's rules
+    (:func:`tvcore.verdicts.verdict_for`). Exit 0 when every record is reproduced, 1
+    when any is contradicted, 3 when none is but some cannot be decided."""
+    from pathlib import Path
+
+    from . import results, verdicts
+
+    outcomes = []
+    for path in args.records:
+        record = results.read_record(path)
+        verdict = verdicts.verdict_for(record)
+        print(f"{path}:\n{verdict.format()}\n")
+        if args.write:
+            out = Path(path).with_name(f"{record.get('case') or Path(path).stem}.verdict.json")
+            results.write_json(verdict.as_dict(), out)
+            print(f"written: {out}")
+        outcomes.append(verdict.outcome)
+    if verdicts.CONTRADICTED in outcomes:
+        return 1
+    return 3 if verdicts.INCONCLUSIVE in outcomes else 0
+
+
 def _compare(args) -> int:
     """Exit 0 when every metric agrees, 1 when any differs, 3 when none differs but
     some cannot be decided on these test sets (never a silent pass)."""
@@ -801,6 +824,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                     help="evaluation arithmetic (default auto: bf16 autocast on CUDA, fp32 elsewhere)")
     ev.set_defaults(func=_eval)
+
+    verdict = sub.add_parser("verdict", help="judge result records against the published figures with this "
+                                             "tvcore's rules: reproduced, contradicted or inconclusive")
+    verdict.add_argument("records", nargs="+", metavar="RECORD", help="records of a birads, negation, addition or "
+                                                                     "merging suite (R/<case>.json)")
+    verdict.add_argument("--write", action="store_true", help="also write <case>.verdict.json beside each record")
+    verdict.set_defaults(func=_verdict)
 
     compare = sub.add_parser("compare", help="do two result records agree, differ, or cannot tell, metric by metric?")
     compare.add_argument("a")

@@ -267,6 +267,13 @@ def _metric(record: Mapping, name: str) -> Mapping:
     try:
         m = record["metrics"][name]
     except KeyError:
+        bracket = name.find("[")
+        kind = name[:bracket + 1] if bracket > 0 else name
+        same_kind = sorted(k for k in record.get("metrics", {}) if k.startswith(kind))[:3]
+        if same_kind:  # the record measures other tasks than the ones the figures were published for
+            raise RecordError(f"record {record.get('case', '?')!r} has no metric {name!r} (it has "
+                              f"{', '.join(same_kind)}...): the verdict judges the tasks the figures were published "
+                              "for; a suite of other tasks has none to be judged against") from None
         raise RecordError(f"record {record.get('case', '?')!r} has no metric {name!r}; "
                           "rerun the suite with this version of tvcore") from None
     v = m.get("value")
@@ -666,3 +673,21 @@ def merging_verdict(record: Mapping, sets: Mapping = references.MERGING_B32,
                                      training=change_spread(record, [f"merged[tsv-m][{t}]" for t in tasks], edited,
                                                             ta, edited) if own else published))
     return Verdict("merging", f"set {key}: {ref['source']}", alpha, judge(claims, alpha), [], notes)
+
+
+# ------------------------------------------------------------------ by experiment
+
+# The verdict of each experiment that has published figures to be judged against
+# (the analogy and evaluation experiments have none).
+VERDICTS = {"birads": birads_verdict, "negation": negation_verdict, "addition": addition_verdict,
+            "merging": merging_verdict}
+
+
+def verdict_for(record: Mapping) -> Verdict:
+    """The record judged by its experiment's verdict under this tvcore's rules: a
+    record written by an older tvcore is judged as a new one would be."""
+    experiment = record.get("experiment")
+    if experiment not in VERDICTS:
+        raise RecordError(f"record {record.get('case', '?')!r}: experiment {experiment!r} has no published figures "
+                          f"to be judged against; verdicts exist for {', '.join(VERDICTS)}")
+    return VERDICTS[experiment](record)
