@@ -5,6 +5,8 @@ new one would be), with the exit code of its outcome."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -59,3 +61,44 @@ def test_a_micro_record_names_the_paper_metric_it_lacks(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "'negated[Cars].target'" in err and "negated[digits/rot90].target" in err
     assert "other tasks" in err
+
+
+class RealSuiteRun:
+    """Stands in for the context and the run of a real suite: the record is a
+    simulated addition replication (``truth``), written where the run would."""
+
+    def __init__(self, monkeypatch, truth=PAPER_TRUTH):
+        import tvcore.experiments
+        import tvcore.report
+
+        self.truth = truth
+        monkeypatch.setattr(tvcore.experiments, "context_for",
+                            lambda suite, **options: SimpleNamespace(
+                                evaluator=SimpleNamespace(set_precision=lambda precision: None)))
+        monkeypatch.setattr(tvcore.experiments, "run_and_record", self.run_and_record)
+        monkeypatch.setattr(tvcore.report, "render", lambda record: "")
+        monkeypatch.setattr("tvcore.cli.quick_gelu_line", lambda record: "")
+
+    def run_and_record(self, suite, ctx, case, results_dir, seed=0):
+        (record,), _ = simulate_paper(np.random.default_rng(seed + 5), 1, **self.truth)
+        record = {**record, "experiment": "addition", "case": case, "seed": seed}
+        path = Path(results_dir) / f"{case}.json"
+        path.write_text(json.dumps(record))
+        return record, path
+
+
+def test_tvcore_run_of_a_real_suite_prints_and_writes_its_verdict_and_exits_by_it(tmp_path, monkeypatch, capsys):
+    RealSuiteRun(monkeypatch)
+    (tmp_path / "w.safetensors").write_bytes(b"")
+    code = main(["run", "addition-vit-b-32", "--results-dir", str(tmp_path), "--no-gate",
+                 "--weights", str(tmp_path / "w.safetensors"), "--data-root", str(tmp_path)])
+    written = json.loads((tmp_path / "addition-vit-b-32.verdict.json").read_text())
+    assert code == {verdicts.REPRODUCED: 0, verdicts.CONTRADICTED: 1, verdicts.INCONCLUSIVE: 3}[written["outcome"]]
+    assert "addition: " + written["outcome"].upper() in capsys.readouterr().out
+
+
+def test_tvcore_run_of_a_real_suite_at_chance_exits_1(tmp_path, monkeypatch):
+    RealSuiteRun(monkeypatch, {**PAPER_TRUTH, "merged": {t: CHANCE[t] for t in TASKS}})
+    (tmp_path / "w.safetensors").write_bytes(b"")
+    assert main(["run", "addition-vit-b-32", "--results-dir", str(tmp_path), "--no-gate",
+                 "--weights", str(tmp_path / "w.safetensors"), "--data-root", str(tmp_path)]) == 1

@@ -365,7 +365,7 @@ def _run(args) -> int:
     start_device_in_background(device)  # the inputs are checked
     if not args.plan:
         report.import_plotting_in_background()  # each record's plot is drawn at its run's end
-    failed = 0
+    failed, outcomes = 0, []
     for seed, case in cases.items():
         options = dict(device=device, data_root=args.data_root, weights=args.weights, progress=not args.quiet,
                        seed=seed, results_dir=args.results_dir, rehearsal=args.rehearsal, quick_gelu=args.quick_gelu,
@@ -388,11 +388,13 @@ def _run(args) -> int:
         print(f"record: {path}\nplot: {path.with_suffix('.png')}")
         if baseline is not None:
             failed += not gate_record(record, baseline, args.accept_improvements)
+        if suite.model is None and not args.rehearsal:  # a real suite: judged against the published figures
+            outcomes.append(judge_record(record, path, write=True))
     if baseline is None and not args.plan:
         why = ("skipped (--no-gate)" if args.no_gate else "skipped (--methods runs a subset of the suite's methods)"
                if args.methods else gate_skipped(args.suite, args.rehearsal))
         print(f"gate: {why}")
-    return 1 if failed else 0
+    return 1 if failed else verdict_exit(outcomes)
 
 
 def case_name(suite: str, seed: int) -> str:
@@ -569,27 +571,38 @@ def eval_case(args) -> str:
     return "-".join(["eval", args.task.replace("/", "-"), args.split, *(p for p in parts if p), digest])
 
 
-def _verdict(args) -> int:
-    """Judge each record against the published figures under this tvcore's rules
-    (:func:`tvcore.verdicts.verdict_for`). Exit 0 when every record is reproduced, 1
-    when any is contradicted, 3 when none is but some cannot be decided."""
+def judge_record(record: dict, path, write: bool) -> str:
+    """Print the record's verdict against the published figures
+    (:func:`tvcore.verdicts.verdict_for`), write it beside the record as
+    ``<case>.verdict.json`` when asked, and return its outcome."""
     from pathlib import Path
 
     from . import results, verdicts
 
-    outcomes = []
-    for path in args.records:
-        record = results.read_record(path)
-        verdict = verdicts.verdict_for(record)
-        print(f"{path}:\n{verdict.format()}\n")
-        if args.write:
-            out = Path(path).with_name(f"{record.get('case') or Path(path).stem}.verdict.json")
-            results.write_json(verdict.as_dict(), out)
-            print(f"written: {out}")
-        outcomes.append(verdict.outcome)
+    verdict = verdicts.verdict_for(record)
+    print(f"{path}:\n{verdict.format()}\n")
+    if write:
+        out = Path(path).with_name(f"{record.get('case') or Path(path).stem}.verdict.json")
+        results.write_json(verdict.as_dict(), out)
+        print(f"verdict: {out}")
+    return verdict.outcome
+
+
+def verdict_exit(outcomes) -> int:
+    """0 when every outcome is reproduced, 1 when any is contradicted, 3 when none
+    is but some cannot be decided (never a silent pass)."""
+    from . import verdicts
+
     if verdicts.CONTRADICTED in outcomes:
         return 1
     return 3 if verdicts.INCONCLUSIVE in outcomes else 0
+
+
+def _verdict(args) -> int:
+    """Judge each record against the published figures under this tvcore's rules."""
+    from . import results
+
+    return verdict_exit([judge_record(results.read_record(path), path, args.write) for path in args.records])
 
 
 def _compare(args) -> int:
