@@ -102,3 +102,15 @@ def test_tvcore_run_of_a_real_suite_at_chance_exits_1(tmp_path, monkeypatch):
     (tmp_path / "w.safetensors").write_bytes(b"")
     assert main(["run", "addition-vit-b-32", "--results-dir", str(tmp_path), "--no-gate",
                  "--weights", str(tmp_path / "w.safetensors"), "--data-root", str(tmp_path)]) == 1
+
+
+def test_tvcore_run_with_seeds_judges_the_first_seed_with_the_measured_training_spread(tmp_path, monkeypatch):
+    RealSuiteRun(monkeypatch)
+    (tmp_path / "w.safetensors").write_bytes(b"")
+    main(["run", "addition-vit-b-32", "--seeds", "3", "--results-dir", str(tmp_path), "--no-gate",
+          "--weights", str(tmp_path / "w.safetensors"), "--data-root", str(tmp_path)])
+    record = json.loads((tmp_path / "addition-vit-b-32.json").read_text())
+    assert record["seed_spread"]["n_seeds"] == 3
+    written = json.loads((tmp_path / "addition-vit-b-32.verdict.json").read_text())
+    assert {c["allowance"] for c in written["checks"] if c["name"].startswith("merged")} == {"measured over 3 seeds"}
+    assert not (tmp_path / "addition-vit-b-32-seed1.verdict.json").exists()

@@ -221,19 +221,12 @@ class Runs:
         """With --seeds N (N >= 2): run the suite's other seeds and write every
         metric's per-seed values and SD into this run's record (``seed_spread``),
         where the reference checks read the measured training spread."""
-        import statistics
-
-        from .records import write_json
+        from .records import seed_spread, write_json
 
         n = self.options.seeds
         if n < 2 or run.suite_name in self.spread:
             return run
-        records = self.seed_records(run)
-        names = sorted(set.intersection(*(set(r["metrics"]) for r in records)))
-        values = {k: [r["metrics"][k]["value"] for r in records] for k in names}
-        run.record["seed_spread"] = {"n_seeds": n, "seeds": list(range(n)), "values": values,
-                                     "sd": {k: statistics.stdev(v) for k, v in values.items()},
-                                     "what": "fine-tuning seeds of this suite; the data splits stay fixed"}
+        run.record["seed_spread"] = seed_spread(self.seed_records(run))
         write_json(run.record, run.path)
         self.spread.add(run.suite_name)
         return run

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 from .errors import RecordError
 from .outputs import atomic_write
@@ -192,6 +192,20 @@ def read_record(path: str | os.PathLike) -> dict:
     """A result record, schema-checked (:func:`validate_record`)."""
     return validate_record(read_json(path, "record"), str(path))
 
+
+
+def seed_spread(records: Sequence[Mapping]) -> dict:
+    """A suite's training spread over its fine-tuning seeds, as a record carries it
+    (``seed_spread``, read by :func:`tvcore.verdicts.training_spread`): every metric
+    the records share, its per-seed values and SD. ``records`` are the suite's runs
+    of seeds 0..N-1, in order."""
+    import statistics
+
+    names = sorted(set.intersection(*(set(r["metrics"]) for r in records)))
+    values = {k: [r["metrics"][k]["value"] for r in records] for k in names}
+    return {"n_seeds": len(records), "seeds": list(range(len(records))), "values": values,
+            "sd": {k: statistics.stdev(v) for k, v in values.items()},
+            "what": "fine-tuning seeds of this suite; the data splits stay fixed"}
 
 
 def fingerprint(record: Mapping) -> dict:
