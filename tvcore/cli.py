@@ -365,7 +365,7 @@ def _run(args) -> int:
     start_device_in_background(device)  # the inputs are checked
     if not args.plan:
         report.import_plotting_in_background()  # each record's plot is drawn at its run's end
-    failed, outcomes, runs = 0, [], []
+    failed, runs = 0, []
     for seed, case in cases.items():
         options = dict(device=device, data_root=args.data_root, weights=args.weights, progress=not args.quiet,
                        seed=seed, results_dir=args.results_dir, rehearsal=args.rehearsal, quick_gelu=args.quick_gelu,
@@ -389,8 +389,8 @@ def _run(args) -> int:
         if baseline is not None:
             failed += not gate_record(record, baseline, args.accept_improvements)
         runs.append((record, path))
-    if suite.model is None and not args.rehearsal and runs:  # a real suite: judged against the published figures
-        outcomes.append(judge_real_run(runs))
+    # A real suite is judged against the published figures.
+    outcomes = [judge_real_run(runs)] if suite.model is None and not args.rehearsal and runs else []
     if baseline is None and not args.plan:
         why = ("skipped (--no-gate)" if args.no_gate else "skipped (--methods runs a subset of the suite's methods)"
                if args.methods else gate_skipped(args.suite, args.rehearsal))

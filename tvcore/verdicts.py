@@ -360,17 +360,24 @@ NO_TRAINING = (0.0, "none: no model of the comparison was trained in this run")
 def change_spread(record: Mapping, a: Sequence[str], assumed_a: float, b: Sequence[str] = (),
                   assumed_b: float = 0.0, scale_b: float = 1.0) -> tuple[float, str]:
     """The training spread of ``mean(a) - scale_b * mean(b)`` for two models of one
-    run: measured over the record's seeds when it has them (the change's own SD,
-    so shared noise cancels), else from the per-metric allowances with the metrics
-    varying independently (a side that no training moved has allowance 0)."""
-    names = [*a, *b] if assumed_b else list(a)
-    weights = [1 / len(a)] * len(a) + ([-scale_b / len(b)] * len(b) if assumed_b else [])
+    run: measured over the record's seeds when it has them all (the change's own SD:
+    noise the two sides share cancels, and a side no training moves adds none), else
+    from the per-metric allowances with the metrics varying independently (0 for a
+    side that no training moved). A ``b`` the record has no seeds of counts at its
+    allowance only when that is not 0."""
+    weights_a = [1 / len(a)] * len(a)
+    weights_b = [-scale_b / len(b)] * len(b) if b else []
     spread = (record.get("seed_spread") or {}).get("values") or {}
-    if all(n in spread for n in names) or not assumed_b:
-        return training_spread(record, names, assumed_a, weights)
-    sd_a = training_spread(record, list(a), assumed_a, weights[:len(a)])[0]
-    sd_b = training_spread(record, list(b), assumed_b, weights[len(a):])[0]
-    return math.hypot(sd_a, sd_b), f"assumed ({100 * assumed_a:g} and {100 * assumed_b:g} pt per metric)"
+    names, weights = ([*a, *b], weights_a + weights_b) if assumed_b or all(n in spread for n in b) else (a, weights_a)
+    sd, how = training_spread(record, list(names), 0.0, weights)
+    if how.startswith("measured"):
+        return sd, how
+    parts = [x for x in (assumed_a, assumed_b) if x]
+    if not parts:
+        return 0.0, "none (no training)"
+    assumed = math.hypot(assumed_a * math.sqrt(sum(w * w for w in weights_a)),
+                         assumed_b * math.sqrt(sum(w * w for w in weights_b)))
+    return assumed, f"assumed ({' and '.join(f'{100 * x:.2g}' for x in parts)} pt per metric)"
 
 
 def within_run(name: str, a: Sequence[Mapping], b: Sequence[Mapping], side: str, margin_key: str | None = None,
@@ -434,13 +441,7 @@ def _enhancement_spread(record: Mapping, key: str, training_sd: Mapping) -> tupl
     share of the enhanced figure's allowance, sd / sqrt(2) (the baseline's share is
     common to both models and cancels in the pair)."""
     a, b = key.split(" vs ")
-    spread = (record.get("seed_spread") or {}).get("values") or {}
-    if a in spread and b in spread:
-        sd, how = training_spread(record, [a, b], 0.0, [1.0, -1.0])
-        if how.startswith("measured"):
-            return sd, how
-    sd = training_sd[_birads_kind(a)[0]] / math.sqrt(2)
-    return sd, f"assumed ({100 * sd:.2g} pt: the enhancement's share of the figure's allowance)"
+    return change_spread(record, [a], training_sd[_birads_kind(a)[0]] / math.sqrt(2), [b])
 
 
 def birads_verdict(record: Mapping, reference: Mapping = references.BIRADS,
